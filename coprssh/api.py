@@ -1,0 +1,31 @@
+"""API v1 root: what a client can reach from here."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+
+class ApiRootView(APIView):
+    """Entry point of API v1: links to the collections, the schema and the docs."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        def link(name: str) -> str:
+            return reverse(name, request=request)
+
+        return Response(
+            {
+                "version": "1",
+                "user": request.user.get_username() if request.user.is_authenticated else None,
+                "keys": link("api-keys"),
+                "schema": link("api-schema"),
+                "docs": link("api-docs"),
+            }
+        )

@@ -1,0 +1,50 @@
+"""Home, health and the profile page (API token and saved keys)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from coprssh import services
+from keys.forms import SavedKeyForm
+from keys.models import SavedKey
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Liveness for load balancers: the process answers and the database responds."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})
+
+
+@login_required
+def profile(request: HttpRequest) -> HttpResponse:
+    token = services.get_api_token(user=request.user)
+    return render(
+        request,
+        "profile.html",
+        {
+            "token": token,
+            "saved_keys": SavedKey.objects.filter(user=request.user),
+            "key_form": SavedKeyForm(),
+            "public_url": settings.COPRSSH_PUBLIC_URL,
+        },
+    )
+
+
+@login_required
+@require_POST
+def regenerate_token(request: HttpRequest) -> HttpResponse:
+    services.regenerate_api_token(user=request.user)
+    messages.success(request, "A new API token was created; the old one no longer works.")
+    return redirect("profile")

@@ -1,0 +1,95 @@
+"""API v1: the caller's saved keys, and a key checker for forms and scripts."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from keys import services
+from keys.models import SavedKey
+from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES
+
+
+class KeyOutputSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="key_type")
+    public_key = serializers.CharField()
+
+    class Meta:
+        model = SavedKey
+        fields = ["id", "title", "public_key", "type", "bits", "fingerprint", "created"]
+
+
+class KeyListView(APIView):
+    """The caller's saved keys; POST saves one more."""
+
+    class InputSerializer(serializers.Serializer):
+        title = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        # Longer than a key line may be, so the parser reports the precise reason.
+        public_key = serializers.CharField(max_length=MAX_LINE_BYTES * 2, trim_whitespace=False)
+
+    @extend_schema(responses=KeyOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        keys = SavedKey.objects.filter(user=request.user)
+        return Response(KeyOutputSerializer(keys, many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: KeyOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        saved = services.add_saved_key(user=request.user, **data.validated_data)
+        return Response(KeyOutputSerializer(saved).data, status=status.HTTP_201_CREATED)
+
+
+class KeyDetailView(APIView):
+    """One saved key of the caller; other users' keys do not exist here (404)."""
+
+    @extend_schema(responses=KeyOutputSerializer)
+    def get(self, request: Request, key_id: int) -> Response:
+        saved = SavedKey.objects.filter(user=request.user, pk=key_id).first()
+        if saved is None:
+            return Response({"detail": "No such saved key."}, status=status.HTTP_404_NOT_FOUND)
+        return Response(KeyOutputSerializer(saved).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key_id: int) -> Response:
+        services.delete_saved_key(user=request.user, key_id=key_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KeyCheckView(APIView):
+    """Validate key lines and references and show each one's type and fingerprint; stores nothing."""
+
+    class InputSerializer(serializers.Serializer):
+        ssh_public_keys = serializers.CharField(
+            max_length=MAX_INPUT_BYTES, trim_whitespace=False, allow_blank=True
+        )
+
+    class KeySerializer(serializers.Serializer):
+        type = serializers.CharField(source="key_type")
+        bits = serializers.IntegerField()
+        fingerprint = serializers.CharField()
+        comment = serializers.CharField()
+        public_key = serializers.CharField(source="line")
+
+    class OutputSerializer(serializers.Serializer):
+        ok = serializers.BooleanField()
+        lines = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lines = services.preview_keys(text=data.validated_data["ssh_public_keys"])
+        payload = [
+            {
+                "line": item.line,
+                "status": item.status,
+                "message": item.message,
+                "keys": self.KeySerializer(item.keys, many=True).data,
+            }
+            for item in lines
+        ]
+        return Response({"ok": all(item.status != "error" for item in lines), "lines": payload})
