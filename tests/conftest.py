@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-# Tests must not depend on the developer's shell: debug on (no HTTPS redirects), a fixed key.
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production-use-0123456789abcdef")
 
 
 @pytest.fixture
