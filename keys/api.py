@@ -25,7 +25,7 @@ class KeyOutputSerializer(serializers.ModelSerializer):
 class KeyListView(APIView):
     """The caller's saved keys; POST saves one more."""
 
-    class InputSerializer(serializers.Serializer):
+    class SavedKeyInput(serializers.Serializer):
         title = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         # Longer than a key line may be, so the parser reports the precise reason.
         public_key = serializers.CharField(max_length=MAX_LINE_BYTES * 2, trim_whitespace=False)
@@ -35,9 +35,9 @@ class KeyListView(APIView):
         keys = SavedKey.objects.filter(user=request.user)
         return Response(KeyOutputSerializer(keys, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: KeyOutputSerializer})
+    @extend_schema(request=SavedKeyInput, responses={201: KeyOutputSerializer})
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.SavedKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
         saved = services.add_saved_key(user=request.user, **data.validated_data)
         return Response(KeyOutputSerializer(saved).data, status=status.HTTP_201_CREATED)
@@ -62,25 +62,25 @@ class KeyDetailView(APIView):
 class KeyCheckView(APIView):
     """Validate key lines and references and show each one's type and fingerprint; stores nothing."""
 
-    class InputSerializer(serializers.Serializer):
+    class KeyCheckInput(serializers.Serializer):
         ssh_public_keys = serializers.CharField(
             max_length=MAX_INPUT_BYTES, trim_whitespace=False, allow_blank=True
         )
 
-    class KeySerializer(serializers.Serializer):
+    class CheckedKey(serializers.Serializer):
         type = serializers.CharField(source="key_type")
         bits = serializers.IntegerField()
         fingerprint = serializers.CharField()
         comment = serializers.CharField()
         public_key = serializers.CharField(source="line")
 
-    class OutputSerializer(serializers.Serializer):
+    class KeyCheckOutput(serializers.Serializer):
         ok = serializers.BooleanField()
         lines = serializers.ListField(child=serializers.DictField())
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(request=KeyCheckInput, responses=KeyCheckOutput)
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
+        data = self.KeyCheckInput(data=request.data)
         data.is_valid(raise_exception=True)
         lines = services.preview_keys(text=data.validated_data["ssh_public_keys"])
         payload = [
@@ -88,7 +88,7 @@ class KeyCheckView(APIView):
                 "line": item.line,
                 "status": item.status,
                 "message": item.message,
-                "keys": self.KeySerializer(item.keys, many=True).data,
+                "keys": self.CheckedKey(item.keys, many=True).data,
             }
             for item in lines
         ]
