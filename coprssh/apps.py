@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoprsshConfig(AppConfig):
@@ -6,3 +7,10 @@ class CoprsshConfig(AppConfig):
 
     name = "coprssh"
     verbose_name = "coprssh"
+
+
+class OperatorsAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, with the operators' console (coprssh.admin.OperatorsSite) as its site."""
+
+    default = False  # named explicitly in INSTALLED_APPS
+    default_site = "coprssh.admin.OperatorsSite"

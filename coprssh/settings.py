@@ -89,7 +89,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 COPRSSH_PUBLIC_URL = env_str("COPRSSH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "coprssh.apps.OperatorsAdminConfig",  # django.contrib.admin with the operators' front page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -7,10 +7,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from coprssh import api, views
 
-admin.site.site_header = "coprssh operators' console"
-admin.site.site_title = "coprssh operators"
-admin.site.index_title = "Pools, builders, leases, quota and audit"
-
 api_v1 = [
     path("", api.ApiRootView.as_view(), name="api-root"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

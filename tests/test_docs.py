@@ -19,7 +19,8 @@ def test_every_environment_variable_of_the_settings_is_documented():
 
 def test_the_readme_names_the_run_and_test_commands():
     readme = (ROOT / "README.md").read_text()
-    assert "bin/run" in readme and "bin/test" in readme
+    assert "bin/run" in readme
+    assert "bin/test" in readme
     assert (ROOT / "bin" / "run").stat().st_mode & 0o111
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bin/test" in ci

@@ -94,3 +94,7 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def is_alive(self, provider_id: str) -> bool:
         """Whether the machine exists and its SSH server answers."""
+
+    def authorized_keys_path(self, machine: Machine) -> str:
+        """Where the service writes the machine's authorized_keys (an SFTP path; relative = login home)."""
+        return ".ssh/authorized_keys"

@@ -1,0 +1,596 @@
+"""The `local` provider: each machine is a sandbox directory served by its own OpenSSH sshd on loopback.
+
+It is the embedded default for the demo and the tests. A "machine" logs in the account that runs the
+service, so it isolates nothing from that account: a user of a local builder can do whatever the
+service's account can. Never offer it to untrusted users.
+
+A sandbox `<root_dir>/<name>/` (mode 0700) holds:
+    machine.json            what list_owned() reports; written before sshd starts, so a create that
+                            crashed half-way is still found and deleted
+    ssh_host_ed25519_key    the host key the service generated and pinned
+    authorized_keys         the service's admin key (and later the users' keys)
+    sshd_config             the only configuration sshd reads (-f)
+    sshd.pid, sshd.log      written by sshd itself
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import HostKeyPair, Machine, Provider, ProviderError
+
+# Written into machine.json so list_owned() never mistakes someone else's directory for a machine.
+STATE_MARKER = "coprssh-local-machine/1"
+
+# A machine name becomes a directory name and appears in sshd_config: keep it to a safe alphabet.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# sshd_config splits arguments on whitespace, treats quotes and '#' specially and expands '%' tokens
+# in AuthorizedKeysFile; rather than quoting, refuse roots whose path would need it.
+UNSAFE_PATH_RE = re.compile(r"""[\s"'#%\\]""")
+
+# OpenSSH 9.8 penalises sources whose connections end before authentication. Readiness and is_alive()
+# probes do exactly that from 127.0.0.1, so the penalty must be off where the option exists.
+PER_SOURCE_PENALTIES_SINCE = (9, 8)
+
+SSHD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+
+SHADOW_PATH = Path("/etc/shadow")
+
+
+@dataclass(frozen=True)
+class _Sandbox:
+    """The paths of one machine's sandbox directory."""
+
+    dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "machine.json"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.dir / "authorized_keys"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "sshd.log"
+
+
+@dataclass(frozen=True)
+class _Proc:
+    """One /proc entry; (pid, start time) names a process even after its pid is reused."""
+
+    pid: int
+    ppid: int
+    state: str
+    start_time: int
+
+    @property
+    def dead(self) -> bool:
+        # A zombie has exited and only waits to be reaped, possibly forever when its parent is an
+        # init that does not reap (as in some containers); it is gone for our purposes.
+        return self.state in ("Z", "X", "x")
+
+
+class LocalProvider(Provider):
+    """Machines are loopback sshd processes over sandbox directories under `root_dir`."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        root_dir: Path | str,
+        *,
+        name_prefix: str = "coprssh-",
+        ipv6: bool = False,
+        sshd_path: str = "/usr/sbin/sshd",
+        boot_timeout: float = 10.0,
+        start_attempts: int = 5,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        root = Path(root_dir).absolute()
+        if UNSAFE_PATH_RE.search(str(root)):
+            raise ValueError(f"root_dir must not contain whitespace, quotes, '#', '%' or '\\': {root}")
+        if not name_prefix or not NAME_RE.fullmatch(name_prefix):
+            raise ValueError(f"unsafe name prefix: {name_prefix!r}")
+        # sshd re-executes itself for every connection and refuses to start from a relative path.
+        if not os.path.isabs(sshd_path):
+            raise ValueError(f"sshd_path must be absolute: {sshd_path}")
+        self.root_dir = root
+        self.name_prefix = name_prefix
+        self.ipv6 = ipv6
+        self.sshd_path = sshd_path
+        self.boot_timeout = boot_timeout
+        self.start_attempts = start_attempts
+        self.stop_timeout = stop_timeout
+        self.address = "::1" if ipv6 else "127.0.0.1"
+        self._sshd_version: tuple[int, int] | None = None
+
+    # -- Provider interface -------------------------------------------------------------------------
+
+    def create(
+        self, *, name: str, metadata: dict[str, str], host_key: HostKeyPair, admin_public_key: str
+    ) -> Machine:
+        """Make a sandbox and start its sshd; a machine left half-made is stopped and removed."""
+        if not name.startswith(self.name_prefix):
+            name = self.name_prefix + name
+        self._check_name(name)
+        _check_metadata(metadata)
+        admin_line = _check_public_key_line(admin_public_key)
+        user = _login_user()
+        if _locked_for_sshd(user):
+            raise ProviderError(
+                f"sshd without PAM refuses the locked account {user} ('!' in /etc/shadow);"
+                f" give it a '*' password field (usermod -p '*' {user}) to allow key logins",
+                permanent=True,
+            )
+        box = self._sandbox(name)
+        try:
+            self.root_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir (not exist_ok) is the lock: two creates of one name cannot share a sandbox.
+            box.dir.mkdir(mode=0o700)
+        except FileExistsError:
+            raise ProviderError(f"machine {name} already exists") from None
+        except OSError as exc:
+            raise ProviderError(f"cannot create sandbox {box.dir}: {exc}") from exc
+        try:
+            os.chmod(box.dir, 0o700)  # mkdir's mode is filtered by the umask
+            _write_private(box.host_key, host_key.private_pem)
+            _write_private(box.authorized_keys, admin_line + "\n")
+            _write_private(box.log, "")
+            for _ in range(self.start_attempts):
+                port = self._pick_port()
+                machine = Machine(
+                    provider_id=name,
+                    name=name,
+                    ipv4=None if self.ipv6 else self.address,
+                    ipv6=self.address if self.ipv6 else None,
+                    port=port,
+                    user=user,
+                    host_key=host_key.public_line.strip(),
+                    metadata=dict(metadata),
+                )
+                self._write_state(box, machine)
+                _write_private(box.config, self._sshd_config(box, port))
+                if self._start(box, port):
+                    return machine
+                # Someone took the port between our probe and sshd's bind: try another one.
+                self._stop(box)
+            raise ProviderError(f"no free port for {name} after {self.start_attempts} attempts")
+        except BaseException as exc:
+            try:
+                self._destroy(box)
+            except ProviderError:
+                pass  # the original failure matters more; the tick retries the delete
+            if isinstance(exc, OSError):
+                raise ProviderError(f"cannot create {name}: {exc}") from exc
+            if isinstance(exc, subprocess.SubprocessError):
+                raise ProviderError(f"cannot start sshd for {name}: {exc}") from exc
+            raise
+
+    def delete(self, provider_id: str) -> None:
+        """Stop the machine's sshd and its sessions, then remove the sandbox; a no-op when gone."""
+        self._check_name(provider_id)
+        self._destroy(self._sandbox(provider_id))
+
+    def list_owned(self) -> list[Machine]:
+        """Sandboxes under root_dir with our prefix and our state file, running or not."""
+        try:
+            entries = sorted(self.root_dir.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise ProviderError(f"cannot list {self.root_dir}: {exc}") from exc
+        machines = []
+        for entry in entries:
+            if not entry.name.startswith(self.name_prefix) or not NAME_RE.fullmatch(entry.name):
+                continue
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+            machine = self._read_state(_Sandbox(entry))
+            if machine is not None:
+                machines.append(machine)
+        return machines
+
+    def is_alive(self, provider_id: str) -> bool:
+        """Our sshd runs (by the pid file) and its port answers with an SSH banner."""
+        self._check_name(provider_id)
+        box = self._sandbox(provider_id)
+        machine = self._read_state(box)
+        if machine is None or self._listener_pid(box) is None:
+            return False
+        return _has_ssh_banner(self.address, machine.port, timeout=2.0)
+
+    def authorized_keys_path(self, machine: Machine) -> str:
+        """All local machines share one account, so each keeps its keys in its own sandbox."""
+        self._check_name(machine.provider_id)
+        return str(self._sandbox(machine.provider_id).authorized_keys)
+
+    # -- Starting sshd ------------------------------------------------------------------------------
+
+    def _sshd_config(self, box: _Sandbox, port: int) -> str:
+        lines = [
+            "# Written by coprssh's local provider. sshd reads only this file (-f), not /etc/ssh.",
+            f"ListenAddress {self.address}",
+            f"Port {port}",
+            f"HostKey {box.host_key}",
+            f"PidFile {box.pid_file}",
+            f"AuthorizedKeysFile {box.authorized_keys}",
+            "AuthorizedPrincipalsFile none",
+            "AuthenticationMethods publickey",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "HostbasedAuthentication no",
+            # PAM would bring the host's login policy (and its need for root) into a sandbox.
+            "UsePAM no",
+            "PermitRootLogin prohibit-password",
+            # StrictModes checks every parent directory of authorized_keys up to '/', and refuses
+            # world-writable ones such as /tmp, where test roots live. We make the sandbox 0700 and
+            # its files 0600 ourselves.
+            "StrictModes no",
+            "PermitUserEnvironment no",
+            "X11Forwarding no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            "UseDNS no",
+            "LoginGraceTime 60",
+            # VERBOSE logs the fingerprint of each key that logs in: the audit trail of a sandbox.
+            "LogLevel VERBOSE",
+            # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
+            "Subsystem sftp internal-sftp",
+        ]
+        if self._version() >= PER_SOURCE_PENALTIES_SINCE:
+            lines.append("PerSourcePenalties no")
+        return "\n".join(lines) + "\n"
+
+    def _start(self, box: _Sandbox, port: int) -> bool:
+        """Start sshd and wait until it answers; False when its port was taken meanwhile."""
+        box.pid_file.unlink(missing_ok=True)
+        _write_private(box.log, "")  # a fresh log per attempt, so we only read this attempt's errors
+        # Daemon mode (no -D): sshd detaches from us, so it outlives the service process and is
+        # never our zombie. -E keeps its log in the sandbox instead of syslog.
+        command = [self.sshd_path, "-f", str(box.config), "-E", str(box.log)]
+        launch = self._launch(command)
+        if launch.returncode != 0:
+            missing = re.search(r"Missing privilege separation directory: (\S+)", launch.stderr)
+            if missing and os.geteuid() == 0:
+                # As root, sshd needs its privsep directory (/run/sshd on Debian); it lives on a
+                # tmpfs that the distribution's unit file normally creates at boot.
+                _make_privsep_dir(Path(missing.group(1)))
+                launch = self._launch(command)
+        if launch.returncode != 0:
+            detail = launch.stderr.strip() or _tail(box.log)
+            raise ProviderError(f"sshd did not start (exit {launch.returncode}): {detail}")
+
+        # The daemon binds its port and writes the pid file only after it has detached, so a
+        # failed bind shows up in its log, not in the launcher's exit code.
+        deadline = time.monotonic() + self.boot_timeout
+        while time.monotonic() < deadline:
+            if self._listener_pid(box) is not None and _has_ssh_banner(self.address, port, timeout=1.0):
+                return True
+            log = _tail(box.log)
+            if "Address already in use" in log or "Cannot bind any address" in log:
+                return False
+            # Until it writes its pid file the daemon is known only by its command line.
+            if not box.pid_file.exists() and not self._sshd_processes(box):
+                raise ProviderError(f"sshd exited during start: {log or 'no log'}")
+            time.sleep(0.05)
+        raise ProviderError(f"sshd did not answer on {self.address} port {port} within {self.boot_timeout}s")
+
+    def _launch(self, command: list[str]) -> subprocess.CompletedProcess[str]:
+        # A small fixed environment: nothing of the service's (secrets included) leaks into sshd.
+        return subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=SSHD_ENV,
+            timeout=30,
+            check=False,
+        )
+
+    def _pick_port(self) -> int:
+        """A port that is free right now; sshd may still lose it to someone else before binding."""
+        family = socket.AF_INET6 if self.ipv6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((self.address, 0))
+            port: int = probe.getsockname()[1]
+            return port
+
+    def _version(self) -> tuple[int, int]:
+        if self._sshd_version is None:
+            try:
+                out = subprocess.run(
+                    [self.sshd_path, "-V"], capture_output=True, text=True, timeout=10, check=False
+                )
+                text = out.stdout + out.stderr
+            except (OSError, subprocess.SubprocessError):
+                text = ""
+            found = re.search(r"OpenSSH_(\d+)\.(\d+)", text)
+            self._sshd_version = (int(found.group(1)), int(found.group(2))) if found else (0, 0)
+        return self._sshd_version
+
+    # -- Stopping sshd ------------------------------------------------------------------------------
+
+    def _destroy(self, box: _Sandbox) -> None:
+        self._stop(box)
+        try:
+            if box.dir.is_symlink():
+                box.dir.unlink()
+            else:
+                shutil.rmtree(box.dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ProviderError(f"cannot remove {box.dir}: {exc}") from exc
+
+    def _stop(self, box: _Sandbox) -> None:
+        """Stop the sandbox's sshd and every session it started."""
+        roots = self._sshd_processes(box)
+        if not roots:
+            return
+        # Freeze the listeners first so no new connection forks while we collect the process tree:
+        # sessions call setsid() and are reparented when the listener dies, so after that they can
+        # no longer be told apart from any other process of this account.
+        for proc in roots:
+            _signal(proc, signal.SIGSTOP)
+        victims = _with_descendants(roots, _proc_table())
+        for proc in victims:
+            _signal(proc, signal.SIGTERM)
+        for proc in roots:
+            _signal(proc, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+        survivors = _wait_dead(victims, self.stop_timeout)
+        for proc in survivors:
+            _signal(proc, signal.SIGKILL)
+        survivors = _wait_dead(survivors, self.stop_timeout)
+        if survivors:
+            pids = ", ".join(str(proc.pid) for proc in survivors)
+            raise ProviderError(f"processes of {box.dir.name} survive SIGKILL: {pids}")
+
+    def _sshd_processes(self, box: _Sandbox) -> list[_Proc]:
+        """Live processes whose command line names this sandbox's sshd_config: listeners, pre-auth
+        children. Found by scanning /proc rather than trusting the pid file, which is written late
+        and may name a reused pid."""
+        config = str(box.config)
+        found = []
+        for proc in _proc_table().values():
+            if not proc.dead and config in _cmdline_words(proc.pid):
+                found.append(proc)
+        return found
+
+    def _listener_pid(self, box: _Sandbox) -> int | None:
+        """The pid from the pid file, if it is alive and really our sshd (pids get reused)."""
+        try:
+            pid = int(box.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        proc = _read_proc(pid)
+        if proc is None or proc.dead or str(box.config) not in _cmdline_words(pid):
+            return None
+        return pid
+
+    # -- State ----------------------------------------------------------------------------------------
+
+    def _sandbox(self, name: str) -> _Sandbox:
+        return _Sandbox(self.root_dir / name)
+
+    def _check_name(self, name: str) -> None:
+        if not NAME_RE.fullmatch(name) or not name.startswith(self.name_prefix):
+            raise ProviderError(f"not a local machine name: {name!r}", permanent=True)
+
+    def _write_state(self, box: _Sandbox, machine: Machine) -> None:
+        state = {
+            "marker": STATE_MARKER,
+            "name": machine.name,
+            "ipv4": machine.ipv4,
+            "ipv6": machine.ipv6,
+            "port": machine.port,
+            "user": machine.user,
+            "host_key": machine.host_key,
+            "metadata": machine.metadata,
+        }
+        tmp = box.state.with_suffix(".tmp")
+        _write_private(tmp, json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, box.state)  # readers never see half a file
+
+    def _read_state(self, box: _Sandbox) -> Machine | None:
+        try:
+            state = json.loads(box.state.read_text())
+            if state.get("marker") != STATE_MARKER or state.get("name") != box.dir.name:
+                return None
+            return Machine(
+                provider_id=box.dir.name,
+                name=box.dir.name,
+                ipv4=state["ipv4"],
+                ipv6=state["ipv6"],
+                port=int(state["port"]),
+                user=str(state["user"]),
+                host_key=str(state["host_key"]),
+                metadata={str(k): str(v) for k, v in state["metadata"].items()},
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+
+# -- Helpers ---------------------------------------------------------------------------------------
+
+
+def _login_user() -> str:
+    # The account sshd runs as is the only one it can log in without root. Ask the kernel rather
+    # than getpass.getuser(), which believes $USER/$LOGNAME.
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _locked_for_sshd(user: str) -> bool:
+    """Whether a root sshd with UsePAM no would refuse `user` even with a valid key.
+
+    Such an sshd reads /etc/shadow and treats a password field starting with '!' as a locked
+    account. An sshd running as another user cannot read the file and lets the account in.
+    """
+    if os.geteuid() != 0:
+        return False
+    try:
+        lines = SHADOW_PATH.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 1 and fields[0] == user:
+            return fields[1].startswith("!")
+    return False
+
+
+def _check_metadata(metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ProviderError(f"metadata must map str to str: {key!r}={value!r}", permanent=True)
+
+
+def _check_public_key_line(line: str) -> str:
+    line = line.strip()
+    # One line only: anything after a newline would be a second authorized key.
+    if not line or "\n" in line or "\r" in line or len(line.split()) < 2:
+        raise ProviderError("admin_public_key must be one OpenSSH public key line", permanent=True)
+    return line
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read; never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
+        f.write(text)
+
+
+def _make_privsep_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(path, 0o755)  # sshd refuses a group- or world-writable privsep directory
+    except OSError as exc:
+        raise ProviderError(f"cannot create sshd's privilege separation directory {path}: {exc}") from exc
+
+
+def _tail(path: Path, size: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def _has_ssh_banner(host: str, port: int, *, timeout: float) -> bool:
+    """Whether an SSH server greets us on host:port (the readiness test for a machine)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            data = b""
+            while b"\n" not in data and len(data) < 255:
+                chunk = sock.recv(255)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return False
+    return data.startswith(b"SSH-2.0-")
+
+
+def _read_proc(pid: int) -> _Proc | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (2nd field) may contain spaces and parentheses; it ends at the last ')'.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return _Proc(pid=pid, ppid=int(fields[1]), state=fields[0], start_time=int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _proc_table() -> dict[int, _Proc]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            proc = _read_proc(int(entry))
+            if proc is not None:
+                table[proc.pid] = proc
+    return table
+
+
+def _cmdline_words(pid: int) -> list[str]:
+    # sshd rewrites its title ("sshd: /usr/sbin/sshd -f CONFIG ... [listener] ..."), which replaces
+    # the NUL-separated argv with one space-separated string; split on both.
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return raw.replace("\0", " ").split()
+
+
+def _with_descendants(roots: Iterable[_Proc], table: dict[int, _Proc]) -> list[_Proc]:
+    children: dict[int, list[_Proc]] = {}
+    for proc in table.values():
+        children.setdefault(proc.ppid, []).append(proc)
+    result: dict[int, _Proc] = {}
+    todo = list(roots)
+    while todo:
+        proc = todo.pop()
+        if proc.pid in result:
+            continue
+        result[proc.pid] = proc
+        todo.extend(children.get(proc.pid, []))
+    return list(result.values())
+
+
+def _is_running(proc: _Proc) -> bool:
+    now = _read_proc(proc.pid)
+    return now is not None and now.start_time == proc.start_time and not now.dead
+
+
+def _signal(proc: _Proc, sig: signal.Signals) -> None:
+    # Check the start time just before signalling, so a pid reused since the scan is left alone.
+    if not _is_running(proc):
+        return
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise ProviderError(f"cannot signal process {proc.pid}: {exc}") from exc
+
+
+def _wait_dead(procs: list[_Proc], timeout: float) -> list[_Proc]:
+    """Wait until the processes are gone; return the ones still running at the timeout."""
+    deadline = time.monotonic() + timeout
+    alive = [proc for proc in procs if _is_running(proc)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [proc for proc in alive if _is_running(proc)]
+    return alive
