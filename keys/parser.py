@@ -24,6 +24,7 @@ MAX_LINE_BYTES = 8 * 1024
 MAX_INPUT_BYTES = 128 * 1024
 MAX_KEYS = 10
 MAX_ERRORS = 25
+TOO_MANY_ERRORS = "too many errors; the rest of the text was not checked"
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 16384
 MAX_COMMENT_CHARS = 100
@@ -36,6 +37,12 @@ BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 SEPARATOR_RE = re.compile(r"[ \t]+")
 
 PROVIDER_LABELS = {"github": "GitHub", "fas": "FAS"}
+
+PUTTY_PRIVATE = "PuTTY-User-Key-File-"
+PRIVATE_KEY_MESSAGE = (
+    "this is a PRIVATE key: never paste it anywhere, and consider it exposed; "
+    "give the public key (the .pub file) instead"
+)
 
 # Names that OpenSSH accepts in front of a key in authorized_keys.
 OPTION_NAMES = {
@@ -134,6 +141,8 @@ class _Reader:
     def __init__(self, blob: bytes) -> None:
         self.blob = blob
         self.pos = 0
+        # Set by a type whose wire format allows several encodings of one key.
+        self.canonical: bytes | None = None
 
     def string(self, what: str) -> bytes:
         if self.pos + 4 > len(self.blob):
@@ -153,15 +162,24 @@ class _Reader:
 
     def text(self, what: str) -> str:
         raw = self.string(what)
-        try:
-            return raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise InvalidKey(f"the key data holds a {what} that is not ASCII") from None
+        # OpenSSH reads these as C strings: a NUL or anything unprintable is refused there.
+        if not raw or not all(0x20 < byte < 0x7F for byte in raw):
+            raise InvalidKey(f"the key data holds a {what} that is empty or not printable ASCII")
+        return raw.decode("ascii")
 
     def finish(self) -> None:
         extra = len(self.blob) - self.pos
         if extra:
             raise InvalidKey(f"the key data has {extra} unexpected bytes at the end")
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _ssh_mpint(value: int) -> bytes:
+    raw = value.to_bytes((value.bit_length() + 8) // 8, "big") if value else b""
+    return _ssh_string(raw)
 
 
 def _ed25519(reader: _Reader, _min_rsa_bits: int) -> int:
@@ -185,6 +203,9 @@ def _rsa(reader: _Reader, min_rsa_bits: int) -> int:
         raise InvalidKey(f"RSA keys may have at most {MAX_RSA_BITS} bits; this one has {bits}")
     if modulus % 2 == 0:
         raise InvalidKey("the RSA modulus is not valid")
+    # OpenSSH re-encodes the numbers (dropping superfluous zero bytes) before it takes a
+    # fingerprint; the canonical blob makes ours the same and lets duplicates match.
+    reader.canonical = _ssh_string(b"ssh-rsa") + _ssh_mpint(exponent) + _ssh_mpint(modulus)
     return bits
 
 
@@ -201,10 +222,17 @@ def _ecdsa_point(reader: _Reader, expected_curve: str) -> int:
         raise InvalidKey(f"the key data names curve {curve_name!r}, but the key type says {expected_curve}")
     curve, bits = _CURVES[curve_name]
     point = reader.string("curve point")
+    size = (bits + 7) // 8
+    if len(point) != 1 + 2 * size or point[0] != 0x04:
+        raise InvalidKey(f"the key data does not hold an uncompressed point on {curve_name}")
     try:
-        ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
+        key = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
     except ValueError:
         raise InvalidKey(f"the key data does not hold a valid point on {curve_name}") from None
+    numbers = key.public_numbers()
+    # OpenSSH refuses points with a coordinate of half the group order's size or less.
+    if min(numbers.x.bit_length(), numbers.y.bit_length()) <= bits // 2:
+        raise InvalidKey(f"the key data holds a weak point on {curve_name}")
     return bits
 
 
@@ -248,7 +276,7 @@ ACCEPTED_TYPES_TEXT = ", ".join(KEY_TYPES)
 # --- one line --------------------------------------------------------------------------
 
 
-def _shown(text: str, limit: int = 40) -> str:
+def _shown(text: str, limit: int = 24) -> str:
     """A piece of user text made safe to quote in a message."""
     text = text if len(text) <= limit else text[:limit] + "…"
     return ascii(text)
@@ -269,9 +297,9 @@ def _check_characters(line: str) -> None:
 
 def clean_comment(comment: str) -> str:
     """Printable text only, single spaces, bounded length."""
-    comment = "".join(c for c in comment if c.isprintable())
     comment = " ".join(comment.split())
-    return comment[:MAX_COMMENT_CHARS]
+    comment = "".join(c for c in comment if c.isprintable())
+    return comment[:MAX_COMMENT_CHARS].rstrip()
 
 
 def _refuse_unknown_type(key_type: str, rest: list[str]) -> None:
@@ -293,6 +321,12 @@ def _refuse_unknown_type(key_type: str, rest: list[str]) -> None:
         )
     if key_type.isdigit():
         raise InvalidKey("SSH protocol 1 keys are not accepted")
+    if len(key_type) >= 16 and re.fullmatch(r"[A-Za-z0-9+/=:-]+", key_type):
+        # Quoting it could repeat a line of a private key into logs and pages.
+        raise InvalidKey(
+            "this line has no key type; it looks like key material (if it is part of a "
+            "private key, never paste it anywhere)"
+        )
     if lowered in KEY_TYPES:
         raise InvalidKey(f"key types are case-sensitive: write {lowered!r}")
     raise InvalidKey(f"unknown key type {_shown(key_type)}; accepted types: {ACCEPTED_TYPES_TEXT}")
@@ -305,12 +339,11 @@ def parse_key_line(line: str, *, min_rsa_bits: int = MIN_RSA_BITS) -> PublicKey:
         raise InvalidKey(f"the line is {size} bytes long; a key line may have at most {MAX_LINE_BYTES}")
     _check_characters(line)
     stripped = line.strip(" \t")
+    if stripped.startswith(PUTTY_PRIVATE):
+        raise InvalidKey(PRIVATE_KEY_MESSAGE)
     if stripped.startswith("-----") or stripped.startswith("---- "):
         if "PRIVATE KEY" in stripped.upper():
-            raise InvalidKey(
-                "this is a PRIVATE key: never paste it anywhere, and consider it exposed; "
-                "give the public key (the .pub file) instead"
-            )
+            raise InvalidKey(PRIVATE_KEY_MESSAGE)
         raise InvalidKey(
             "this is not a key in OpenSSH format; convert it with `ssh-keygen -i -f FILE` "
             "and give the resulting line"
@@ -342,6 +375,7 @@ def parse_key_line(line: str, *, min_rsa_bits: int = MIN_RSA_BITS) -> PublicKey:
         )
     bits = KEY_TYPES[key_type].parse(reader, min_rsa_bits)
     reader.finish()
+    blob = reader.canonical or blob
     for token in SEPARATOR_RE.split(comment):
         if token in KEY_TYPES or token.lower().endswith("-cert-v01@openssh.com") or token == "ssh-dss":
             raise InvalidKey("the comment holds another key; give each key on a line of its own")
@@ -364,7 +398,7 @@ def _parse_reference_line(line: str, line_no: int, result: ParseResult) -> None:
         if not pattern.fullmatch(username):
             label = PROVIDER_LABELS[provider]
             result.errors.append(
-                LineError(line_no, f"{_shown(username)} is not a valid {label} account name")
+                LineError(line_no, f"{_shown(username, 40)} is not a valid {label} account name")
             )
             continue
         reference = Reference(provider, username, line_no)
@@ -405,11 +439,11 @@ def parse_keys(
     for line_no, raw in enumerate(lines, start=1):
         line = raw[:-1] if raw.endswith("\r") else raw
         if len(result.errors) >= MAX_ERRORS:
-            result.errors.append(LineError(line_no, "too many errors; the rest of the text was not checked"))
+            _cap_errors(result, line_no)
             break
         if skip_until_end:
-            # Inside a pasted PEM/OpenSSH block: its body has been reported once already.
-            if line.strip().startswith("-----END") or line.strip().startswith("---- END"):
+            # Inside a pasted private key or PEM block: it has been reported once already.
+            if line.strip().startswith(("-----END", "---- END", "Private-MAC:")):
                 skip_until_end = False
             continue
         if not line.strip(" \t") or line.lstrip(" \t").startswith("#"):
@@ -434,7 +468,7 @@ def parse_keys(
             key = parse_key_line(line, min_rsa_bits=min_rsa_bits)
         except InvalidKey as exc:
             result.errors.append(LineError(line_no, str(exc)))
-            if line.strip(" \t").startswith(("-----BEGIN", "---- BEGIN")):
+            if line.strip(" \t").startswith(("-----BEGIN", "---- BEGIN", PUTTY_PRIVATE)):
                 skip_until_end = True
             continue
         if key.fingerprint in seen:
@@ -446,6 +480,9 @@ def parse_keys(
         result.keys.append(key)
         result.key_lines.append(line_no)
 
+    if len(result.errors) > MAX_ERRORS and result.errors[-1].message != TOO_MANY_ERRORS:
+        # The last line was a reference line with many bad tokens.
+        _cap_errors(result, result.errors[MAX_ERRORS].line_no)
     if max_keys is not None and len(result.keys) > max_keys:
         first_extra = result.key_lines[max_keys]
         result.errors.append(
@@ -457,16 +494,18 @@ def parse_keys(
     return result
 
 
+def _cap_errors(result: ParseResult, line_no: int) -> None:
+    del result.errors[MAX_ERRORS:]
+    result.errors.append(LineError(line_no, TOO_MANY_ERRORS))
+
+
 def parse_single_key(text: str, *, min_rsa_bits: int = MIN_RSA_BITS) -> PublicKey:
     """Exactly one key line (a saved key); surrounding whitespace and one final newline are fine."""
     stripped = text.strip(" \t\r\n")
     if not stripped:
         raise InvalidKey("enter a public key")
-    if "-----BEGIN" in stripped and "PRIVATE KEY" in stripped.upper():
-        raise InvalidKey(
-            "this is a PRIVATE key: never paste it anywhere, and consider it exposed; "
-            "give the public key (the .pub file) instead"
-        )
+    if ("-----BEGIN" in stripped and "PRIVATE KEY" in stripped.upper()) or PUTTY_PRIVATE in stripped:
+        raise InvalidKey(PRIVATE_KEY_MESSAGE)
     if "\n" in stripped or "\r" in stripped:
         raise InvalidKey("enter exactly one key: this text holds more than one line")
     return parse_key_line(stripped, min_rsa_bits=min_rsa_bits)
