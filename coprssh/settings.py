@@ -270,6 +270,12 @@ Q_CLUSTER = {
     "sync": env_bool("COPRSSH_TASKS_SYNC", False),
 }
 
+# --- builders ---
+# Sandboxes of local builders (one folder per pool).
+COPRSSH_BUILDERS_DIR = Path(env_str("COPRSSH_BUILDERS_DIR", str(DATA_DIR / "builders")))
+# The service's own SSH key, installed on every builder; created on first use.
+COPRSSH_ADMIN_KEY_FILE = Path(env_str("COPRSSH_ADMIN_KEY_FILE", str(DATA_DIR / "ssh" / "admin_ed25519")))
+
 # --- keys ---
 # RSA keys shorter than this are refused (2048 or 3072).
 COPRSSH_MIN_RSA_BITS = env_int("COPRSSH_MIN_RSA_BITS", 2048, minimum=2048, maximum=16384)

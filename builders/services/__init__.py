@@ -1,0 +1,52 @@
+"""State changes of the builders app. Callers import from here."""
+
+from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
+from builders.services.leases import (
+    assign_waiting_leases,
+    expire_leases,
+    keep_after_work,
+    prolong_lease,
+    promote_all_queued,
+    promote_queued_leases,
+    release_lease,
+    request_lease,
+    start_lease,
+)
+from builders.services.machines import (
+    delete_builder,
+    delete_orphans,
+    delete_terminating,
+    ensure_capacity,
+    health_check,
+    provision_builder,
+    recover_stuck,
+    terminate_builder,
+)
+from builders.services.quota import quota_for, slot_holders
+
+__all__ = [
+    "TASK",
+    "TICK",
+    "LeaseNotActive",
+    "ProlongRefused",
+    "Via",
+    "assign_waiting_leases",
+    "delete_builder",
+    "delete_orphans",
+    "delete_terminating",
+    "ensure_capacity",
+    "expire_leases",
+    "health_check",
+    "keep_after_work",
+    "promote_all_queued",
+    "promote_queued_leases",
+    "prolong_lease",
+    "provision_builder",
+    "quota_for",
+    "recover_stuck",
+    "release_lease",
+    "request_lease",
+    "slot_holders",
+    "start_lease",
+    "terminate_builder",
+]

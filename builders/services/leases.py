@@ -1,0 +1,392 @@
+"""Leases: request, assign, start, prolong, release and expire.
+
+Assignment follows resalloc's rules: a builder takes the sandbox of its first lease and
+afterwards serves only leases of that sandbox; reused builders are preferred; an SSH lease
+gets a sandbox of its own and its builder is terminated when the lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.services import quota as quotas
+from builders.services.common import TICK, LeaseNotActive, ProlongRefused, Via, audit
+from coprssh.exceptions import NotFoundError, ServiceError
+
+log = logging.getLogger(__name__)
+
+MAX_PROLONG_HOURS = 48
+# Ready builders tried per lease before giving the turn to the next lease.
+CANDIDATES = 20
+
+
+def queue_task(func: str, *args: object) -> None:
+    """Queue a task once the current transaction commits, so the worker sees its rows."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(func, *args))
+
+
+def pools_for(*, arch: str, pool_id: int | None = None) -> list[Pool]:
+    """Enabled pools that serve `arch` (or just the one asked for), by name."""
+    pools = Pool.objects.filter(enabled=True)
+    if pool_id is not None:
+        pools = pools.filter(pk=pool_id)
+    return [pool for pool in pools if arch in pool.architectures]
+
+
+# --- request ------------------------------------------------------------------------
+
+
+def request_lease(
+    *,
+    owner: AbstractBaseUser,
+    arch: str,
+    sandbox: str = "",
+    ssh: bool = False,
+    purpose: str = "",
+    pool: Pool | None = None,
+    on_assigned: str = "",
+    via: Via | None = None,
+) -> Lease:
+    """Ask for a builder of `arch`; an SSH lease over the owner's quota is queued with a reason."""
+    via = via or Via(user=owner, source="task")
+    if not ssh and not sandbox:
+        raise ServiceError("A lease without SSH needs a sandbox.", field="sandbox")
+    with transaction.atomic():
+        state = Lease.State.WAITING
+        reason = ""
+        if ssh:
+            # Nobody ever shares an SSH builder: its sandbox is unique.
+            sandbox = f"ssh-{uuid.uuid4().hex}"
+            quotas.lock_quota(owner)
+            quota = quotas.quota_for(owner)
+            holders = quotas.slot_holders(owner)
+            if len(holders) >= quota.max_ssh_builders:
+                state = Lease.State.QUEUED
+                reason = quotas.over_quota_reason(quota, holders)
+        if state == Lease.State.WAITING and not pools_for(arch=arch, pool_id=pool.pk if pool else None):
+            reason = f"No builder pool serves {arch}; the lease waits until an operator adds one."
+        lease = Lease.objects.create(
+            owner=owner,
+            sandbox=sandbox,
+            ssh=ssh,
+            purpose=purpose[:200],
+            arch=arch,
+            pool=pool,
+            on_assigned=on_assigned,
+            state=state,
+            queue_reason=reason,
+        )
+        action = (
+            AuditEvent.Action.LEASE_QUEUED
+            if state == Lease.State.QUEUED
+            else AuditEvent.Action.LEASE_REQUESTED
+        )
+        audit(action, via=via, lease=lease, detail=reason or purpose)
+        if state == Lease.State.WAITING:
+            queue_task("builders.tasks.assign_leases")
+    log.info("lease %s requested by %s: %s %s", lease.pk, owner.pk, state, reason)
+    return lease
+
+
+# --- assign ---------------------------------------------------------------------------
+
+
+class _Retry(Exception):
+    """Roll back a half-made assignment (the lease changed under us)."""
+
+
+def assign_waiting_leases(*, limit: int = 200) -> list[int]:
+    """Give ready builders to waiting leases, oldest first; return the ids of leases assigned."""
+    assigned = []
+    waiting = Lease.objects.filter(state=Lease.State.WAITING).order_by("created_at", "id")
+    for lease_id in list(waiting.values_list("pk", flat=True)[:limit]):
+        try:
+            if _assign_one(lease_id):
+                assigned.append(lease_id)
+        except _Retry:
+            continue
+    return assigned
+
+
+def _assign_one(lease_id: int) -> bool:
+    with transaction.atomic():
+        lease = Lease.objects.filter(pk=lease_id, state=Lease.State.WAITING).first()
+        if lease is None:
+            return False
+        pools = pools_for(arch=lease.arch, pool_id=lease.pool_id)
+        if not pools:
+            reason = f"No builder pool serves {lease.arch}; the lease waits until an operator adds one."
+            Lease.objects.filter(pk=lease.pk, state=Lease.State.WAITING).update(queue_reason=reason)
+            return False
+        ready = Builder.objects.ready().filter(pool__in=pools)
+        # Reuse first: a builder already in this sandbox; then a fresh one.
+        candidates: list[tuple[int, str | None]] = []
+        if not lease.ssh:
+            reused = ready.filter(sandbox=lease.sandbox, single_use=False).order_by("-reuse_count", "id")
+            candidates += [(pk, lease.sandbox) for pk in reused.values_list("pk", flat=True)[:CANDIDATES]]
+        fresh = ready.filter(sandbox__isnull=True, reuse_count=0).order_by("id")
+        candidates += [(pk, None) for pk in fresh.values_list("pk", flat=True)[:CANDIDATES]]
+        now = timezone.now()
+        for builder_id, current_sandbox in candidates:
+            # Compare-and-swap: only one lease can move this builder out of READY.
+            claim = Builder.objects.filter(pk=builder_id, state=Builder.State.READY, sandbox=current_sandbox)
+            if current_sandbox is None:
+                claim = Builder.objects.filter(pk=builder_id, state=Builder.State.READY, sandbox__isnull=True)
+            if not claim.update(
+                state=Builder.State.LEASED, sandbox=lease.sandbox, single_use=lease.ssh, state_changed_at=now
+            ):
+                continue
+            took = Lease.objects.filter(pk=lease.pk, state=Lease.State.WAITING).update(
+                state=Lease.State.ASSIGNED, builder_id=builder_id, assigned_at=now, queue_reason=""
+            )
+            if not took:
+                raise _Retry()
+            lease.refresh_from_db()
+            audit(AuditEvent.Action.LEASE_ASSIGNED, via=TICK, lease=lease, detail=f"builder #{builder_id}")
+            log.info("lease %s assigned builder %s", lease.pk, builder_id)
+            queue_task(lease.on_assigned or "builders.tasks.start_lease", lease.pk)
+            return True
+        if lease.queue_reason.startswith("No builder pool"):
+            Lease.objects.filter(pk=lease.pk, state=Lease.State.WAITING).update(queue_reason="")
+    return False
+
+
+# --- start, prolong, release ---------------------------------------------------------
+
+
+def start_lease(*, lease_id: int, via: Via = TICK) -> Lease:
+    """Hand the assigned builder over: the lease is active and its expiry starts counting."""
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().filter(pk=lease_id).first()
+        if lease is None:
+            raise NotFoundError("No such lease.")
+        if lease.state == Lease.State.ACTIVE:
+            return lease  # a repeated delivery of the same task
+        if lease.state != Lease.State.ASSIGNED:
+            raise LeaseNotActive(f"Lease #{lease.pk} is {lease.state}; only an assigned lease can start.")
+        quota = quotas.quota_for(lease.owner)
+        now = timezone.now()
+        lease.state = Lease.State.ACTIVE
+        lease.started_at = now
+        lease.max_expires_at = now + quota.max_lifetime
+        # A build lease is not a user's to keep: it lives as long as the cap allows.
+        lease.expires_at = now + quota.default_lifetime if lease.ssh else lease.max_expires_at
+        lease.save(update_fields=["state", "started_at", "expires_at", "max_expires_at"])
+        audit(
+            AuditEvent.Action.LEASE_STARTED,
+            via=via,
+            lease=lease,
+            detail=f"expires {lease.expires_at:%Y-%m-%d %H:%M:%S %Z}",
+        )
+    return lease
+
+
+def keep_after_work(*, lease_id: int, finished_at: datetime | None = None) -> Lease:
+    """The work on an SSH builder finished: keep it for the default lifetime from now (never past the cap)."""
+    finished_at = finished_at or timezone.now()
+    with transaction.atomic():
+        lease = Lease.objects.select_for_update().filter(pk=lease_id).first()
+        if lease is None:
+            raise NotFoundError("No such lease.")
+        if lease.state != Lease.State.ACTIVE or lease.expires_at is None or lease.max_expires_at is None:
+            raise LeaseNotActive(f"Lease #{lease.pk} is not active.")
+        wanted = min(finished_at + quotas.quota_for(lease.owner).default_lifetime, lease.max_expires_at)
+        if wanted > lease.expires_at:
+            lease.expires_at = wanted
+            lease.save(update_fields=["expires_at"])
+    return lease
+
+
+def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: AbstractBaseUser | None = None) -> Lease:
+    """Add `hours` to the lease's expiry; refused past its cap (the message names the latest time)."""
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_PROLONG_HOURS:
+        raise ServiceError(f"Hours must be a whole number from 1 to {MAX_PROLONG_HOURS}.", field="hours")
+    with transaction.atomic():
+        leases = Lease.objects.select_for_update()
+        if owner is not None:
+            leases = leases.filter(owner_id=owner.pk)
+        lease = leases.filter(pk=lease_id).first()
+        if lease is None:
+            raise NotFoundError("No such SSH builder.")
+        if lease.state != Lease.State.ACTIVE or lease.expires_at is None or lease.max_expires_at is None:
+            raise LeaseNotActive(
+                f"Lease #{lease.pk} is {lease.state}; only an active lease can be prolonged."
+            )
+        wanted = lease.expires_at + timedelta(hours=hours)
+        if wanted > lease.max_expires_at:
+            refusal = _prolong_refusal(lease, hours)
+        else:
+            refusal = None
+            lease.expires_at = wanted
+            lease.warned_at = None
+            lease.save(update_fields=["expires_at", "warned_at"])
+            audit(
+                AuditEvent.Action.PROLONGED,
+                via=via,
+                lease=lease,
+                detail=f"+{hours} h, expires {wanted:%Y-%m-%d %H:%M:%S %Z}",
+            )
+    if refusal is not None:
+        with transaction.atomic():
+            audit(AuditEvent.Action.PROLONG_REFUSED, via=via, lease=lease, detail=refusal.message)
+        raise refusal
+    return lease
+
+
+def _prolong_refusal(lease: Lease, hours: int) -> ProlongRefused:
+    latest = timezone.localtime(lease.max_expires_at)
+    room = int((lease.max_expires_at - lease.expires_at).total_seconds() // 60)
+    return ProlongRefused(
+        f"Cannot prolong by {hours} h: this builder may live until {latest:%Y-%m-%d %H:%M:%S %Z} at the latest "
+        f"(at most {room // 60} h {room % 60} min more).",
+        field="hours",
+    )
+
+
+def release_lease(
+    *,
+    lease_id: int,
+    via: Via,
+    reason: str = Lease.EndReason.RELEASED,
+    owner: AbstractBaseUser | None = None,
+) -> Lease:
+    """End a lease now; ending one that has ended changes nothing."""
+    with transaction.atomic():
+        leases = Lease.objects.select_for_update()
+        if owner is not None:
+            leases = leases.filter(owner_id=owner.pk)
+        lease = leases.filter(pk=lease_id).first()
+        if lease is None:
+            raise NotFoundError("No such lease.")
+        if lease.state == Lease.State.ENDED:
+            return lease
+        held_slot = lease.ssh and lease.state in Lease.SLOT_STATES
+        now = timezone.now()
+        lease.state = Lease.State.ENDED
+        lease.ended_at = now
+        lease.end_reason = reason
+        lease.save(update_fields=["state", "ended_at", "end_reason"])
+        if lease.builder_id is not None:
+            _give_back(lease, now)
+        action = AuditEvent.Action.EXPIRED if reason in _EXPIRY_REASONS else AuditEvent.Action.RELEASED
+        audit(action, via=via, lease=lease, detail=reason)
+        if held_slot:
+            promote_queued_leases(owner_id=lease.owner_id)
+        queue_task("builders.tasks.assign_leases")
+    log.info("lease %s ended: %s", lease.pk, reason)
+    return lease
+
+
+_EXPIRY_REASONS = {Lease.EndReason.EXPIRED, Lease.EndReason.MAX_LIFETIME}
+
+
+def _give_back(lease: Lease, now: datetime) -> None:
+    """After its lease, a builder is terminated (SSH or failed work) or returned for reuse."""
+    terminate = lease.ssh or lease.end_reason in {Lease.EndReason.FAILED, Lease.EndReason.TERMINATED}
+    builders = Builder.objects.filter(pk=lease.builder_id, state=Builder.State.LEASED)
+    if terminate or builders.filter(single_use=True).exists():
+        if builders.update(state=Builder.State.TERMINATING, state_changed_at=now):
+            queue_task("builders.tasks.delete_builder", lease.builder_id)
+    else:
+        builders.update(state=Builder.State.READY, reuse_count=F("reuse_count") + 1, state_changed_at=now)
+
+
+def promote_queued_leases(*, owner_id: int) -> list[int]:
+    """Let an owner's queued SSH leases wait for a builder while slots are free, oldest first."""
+    from django.contrib.auth import get_user_model
+
+    owner = get_user_model().objects.filter(pk=owner_id).first()
+    if owner is None:
+        return []
+    with transaction.atomic():
+        quotas.lock_quota(owner)
+        quota = quotas.quota_for(owner)
+        holders = quotas.slot_holders(owner)
+        queued = list(
+            Lease.objects.filter(owner_id=owner_id, ssh=True, state=Lease.State.QUEUED).order_by(
+                "created_at", "id"
+            )
+        )
+        free = max(quota.max_ssh_builders - len(holders), 0)
+        promoted = [lease.pk for lease in queued[:free]]
+        if promoted:
+            Lease.objects.filter(pk__in=promoted, state=Lease.State.QUEUED).update(
+                state=Lease.State.WAITING, queue_reason=""
+            )
+            queue_task("builders.tasks.assign_leases")
+        still = queued[free:]
+        if still:
+            holders = quotas.slot_holders(owner)
+            Lease.objects.filter(pk__in=[lease.pk for lease in still]).update(
+                queue_reason=quotas.over_quota_reason(quota, holders)
+            )
+    return promoted
+
+
+def promote_all_queued() -> list[int]:
+    """The tick's pass over every owner with queued leases (a quota raised in the admin lands here)."""
+    owners = Lease.objects.filter(state=Lease.State.QUEUED).values_list("owner_id", flat=True).distinct()
+    promoted: list[int] = []
+    for owner_id in list(owners):
+        promoted += promote_queued_leases(owner_id=owner_id)
+    return promoted
+
+
+# --- expiry ---------------------------------------------------------------------------
+
+
+def expire_leases(*, now: datetime | None = None) -> int:
+    """End every active lease past its expiry in a few statements; their builders are terminated."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locked so a concurrent release or prolong waits for this pass (or sees it done).
+        due = list(
+            Lease.objects.select_for_update(skip_locked=True)
+            .filter(state=Lease.State.ACTIVE, expires_at__lte=now)
+            .values_list("pk", "builder_id", "owner_id", "ssh")
+        )
+        if not due:
+            return 0
+        ids = [row[0] for row in due]
+        Lease.objects.filter(pk__in=ids).update(
+            state=Lease.State.ENDED,
+            ended_at=now,
+            end_reason=Case(
+                When(Q(expires_at__gte=F("max_expires_at")), then=Value(Lease.EndReason.MAX_LIFETIME)),
+                default=Value(Lease.EndReason.EXPIRED),
+            ),
+        )
+        builder_ids = [row[1] for row in due if row[1] is not None]
+        # An expired build lease means stuck work: its builder is not trusted for reuse either.
+        Builder.objects.filter(pk__in=builder_ids, state=Builder.State.LEASED).update(
+            state=Builder.State.TERMINATING, state_changed_at=now
+        )
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    action=AuditEvent.Action.EXPIRED, source="tick", lease_id=lease_id, builder_id=builder_id
+                )
+                for lease_id, builder_id, _owner, _ssh in due
+            ],
+            batch_size=1000,
+        )
+        owners_with_queue = set(
+            Lease.objects.filter(
+                state=Lease.State.QUEUED, owner_id__in={row[2] for row in due if row[3]}
+            ).values_list("owner_id", flat=True)
+        )
+        for owner_id in owners_with_queue:
+            promote_queued_leases(owner_id=owner_id)
+        queue_task("builders.tasks.delete_terminating")
+    log.info("expired %d leases", len(due))
+    return len(due)

@@ -1,0 +1,416 @@
+"""Builders as machines: provision, health-check, terminate, keep pools warm, delete orphans.
+
+Provider calls happen outside transactions: a service commits what it is about to do,
+calls the provider, then records the outcome with a compare-and-swap on the row's state,
+so a worker that dies half-way leaves a row the tick can recognise by its age.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from builders import ssh
+from builders.admin_key import admin_key
+from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.providers.base import Machine, Provider, ProviderError, generate_host_key
+from builders.services.common import TASK, TICK, Via, audit
+from builders.services.leases import queue_task
+from coprssh.exceptions import ConflictError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+BUILDER_ID_KEY = "coprssh-builder"
+CREATED_KEY = "coprssh-created"
+
+
+def provider_for(pool: Pool) -> Provider:
+    """The provider of a pool, configured from its provider settings."""
+    options = dict(pool.provider_settings or {})
+    if pool.provider == Pool.Provider.LOCAL:
+        from builders.providers.local import LocalProvider
+
+        root = Path(options.get("root_dir") or Path(settings.COPRSSH_BUILDERS_DIR) / pool.name)
+        return LocalProvider(root, ipv6=bool(options.get("ipv6", False)), name_prefix="coprssh-")
+    if pool.provider == Pool.Provider.OPENSTACK:
+        from builders.providers.openstack import OpenStackProvider
+
+        return OpenStackProvider(**options)
+    raise ProviderError(f"pool {pool.name}: unknown provider {pool.provider!r}", permanent=True)
+
+
+def machine_of(builder: Builder) -> Machine:
+    """The Machine that `builders.ssh.connect` needs, from the builder's row."""
+    return Machine(
+        provider_id=builder.provider_id,
+        name=builder.name,
+        ipv4=builder.ipv4,
+        ipv6=builder.ipv6,
+        port=builder.port,
+        user=builder.login_user,
+        host_key=builder.host_key,
+    )
+
+
+# --- capacity ----------------------------------------------------------------------
+
+
+def ensure_capacity() -> list[int]:
+    """Start builders where leases wait or a pool has fewer warm builders than it should.
+
+    Called by the tick and after leases are queued; safe to run concurrently: the pool
+    row is locked while its builders are counted and new ones inserted.
+    """
+    created: list[int] = []
+    waiting = list(
+        Lease.objects.filter(state=Lease.State.WAITING).values_list("arch", "pool_id", "ssh", "sandbox")
+    )
+    for pool in Pool.objects.filter(enabled=True).order_by("name"):
+        with transaction.atomic():
+            pool = Pool.objects.select_for_update().get(pk=pool.pk)
+            created += _fill(pool, waiting)
+    return created
+
+
+def _fill(pool: Pool, waiting: list[tuple[str, int | None, bool, str]]) -> list[int]:
+    builders = Builder.objects.filter(pool=pool)
+    counts = builders.alive().aggregate(
+        alive=Count("pk"),
+        fresh=Count("pk", filter=Q(state=Builder.State.READY, sandbox__isnull=True)),
+        provisioning=Count("pk", filter=Q(state=Builder.State.PROVISIONING)),
+    )
+    served = [w for w in waiting if w[0] in pool.architectures and w[1] in (None, pool.pk)]
+    # Leases that a ready builder of their own sandbox can take need nothing new.
+    reusable = set(
+        builders.ready()
+        .filter(sandbox__in=[w[3] for w in served if not w[2]])
+        .values_list("sandbox", flat=True)
+    )
+    demand = len([w for w in served if w[2] or w[3] not in reusable])
+    wanted = pool.warm_builders + demand - counts["fresh"] - counts["provisioning"]
+    room = pool.max_builders - counts["alive"]
+    if wanted > room and demand:
+        # Full of idle builders kept for other sandboxes: retire the oldest to make room.
+        idle = builders.ready().filter(sandbox__isnull=False).order_by("state_changed_at")
+        for builder_id in list(idle.values_list("pk", flat=True)[: wanted - room]):
+            if Builder.objects.filter(pk=builder_id, state=Builder.State.READY).update(
+                state=Builder.State.TERMINATING, state_changed_at=timezone.now()
+            ):
+                queue_task("builders.tasks.delete_builder", builder_id)
+    new = max(min(wanted, room), 0)
+    ids = []
+    for _ in range(new):
+        builder = Builder.objects.create(pool=pool, state=Builder.State.PROVISIONING)
+        builder.name = f"{pool.name}-{builder.pk}"
+        builder.save(update_fields=["name"])
+        ids.append(builder.pk)
+        queue_task("builders.tasks.provision_builder", builder.pk)
+    if ids:
+        log.info("pool %s: starting builders %s", pool.name, ids)
+    return ids
+
+
+# --- provisioning ----------------------------------------------------------------------
+
+
+def provision_builder(*, builder_id: int) -> Builder | None:
+    """Create the builder's machine, wait until SSH answers with the pinned key, mark it ready."""
+    builder = Builder.objects.select_related("pool").filter(pk=builder_id).first()
+    if builder is None or builder.state != Builder.State.PROVISIONING:
+        return builder  # done already, or terminated meanwhile
+    # Claim this attempt; a second delivery of the same task finds the counter moved.
+    claimed = Builder.objects.filter(
+        pk=builder.pk, state=Builder.State.PROVISIONING, attempts=builder.attempts
+    ).update(attempts=builder.attempts + 1, state_changed_at=timezone.now(), provider_id="")
+    if not claimed:
+        return builder
+    builder.attempts += 1
+    provider = provider_for(builder.pool)
+    started = time.monotonic()
+    try:
+        if builder.attempts > 1:
+            _delete_machines_of(provider, builder)
+        host_key = generate_host_key()
+        machine = provider.create(
+            name=builder.name,
+            metadata={BUILDER_ID_KEY: str(builder.pk), CREATED_KEY: timezone.now().isoformat()},
+            host_key=host_key,
+            admin_public_key=admin_key().public_line,
+        )
+    except ProviderError as exc:
+        return _provision_failed(builder, exc.message, permanent=exc.permanent)
+    recorded = Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+        provider_id=machine.provider_id,
+        name=machine.name,
+        ipv4=machine.ipv4,
+        ipv6=machine.ipv6,
+        port=machine.port,
+        login_user=machine.user,
+        host_key=machine.host_key,
+    )
+    if not recorded:
+        # Terminated while the machine was being made: it must not outlive its row.
+        _delete_quietly(provider, machine.provider_id)
+        return Builder.objects.filter(pk=builder.pk).first()
+    try:
+        wait_for_ssh(machine, timeout=float(builder.pool.provider_settings.get("boot_timeout", 300)))
+    except ProviderError as exc:
+        _delete_quietly(provider, machine.provider_id)
+        return _provision_failed(builder, exc.message, permanent=False)
+    now = timezone.now()
+    with transaction.atomic():
+        ready = Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+            state=Builder.State.READY, ready_at=now, state_changed_at=now, last_error=""
+        )
+        builder.refresh_from_db()
+        if ready:
+            audit(
+                AuditEvent.Action.BUILDER_READY,
+                via=TASK,
+                builder=builder,
+                detail=f"{machine.name} at {builder.host}:{builder.port} in {time.monotonic() - started:.1f} s",
+            )
+            queue_task("builders.tasks.assign_leases")
+    if not ready:
+        _delete_quietly(provider, machine.provider_id)
+    return builder
+
+
+def wait_for_ssh(machine: Machine, *, timeout: float) -> None:
+    """Log in with the admin key and the pinned host key until `true` runs, or raise ProviderError."""
+    deadline = time.monotonic() + timeout
+    last = "no attempt"
+    while True:
+        try:
+            check_ssh(machine)
+            return
+        except ProviderError as exc:
+            last = exc.message
+        if time.monotonic() >= deadline:
+            raise ProviderError(f"SSH did not answer within {timeout:.0f} s: {last}")
+        time.sleep(min(2.0, max(deadline - time.monotonic(), 0.1)))
+
+
+def check_ssh(machine: Machine, *, timeout: float = 10.0) -> None:
+    """Run `true` on the machine as the service; raise ProviderError saying what failed."""
+    try:
+        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=timeout) as conn:
+            ssh.run(conn, "true", timeout=timeout)
+    except Exception as exc:  # paramiko, socket and invoke each raise their own types
+        raise ProviderError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _provision_failed(builder: Builder, message: str, *, permanent: bool) -> Builder | None:
+    retry = not permanent and builder.attempts < MAX_ATTEMPTS
+    now = timezone.now()
+    with transaction.atomic():
+        if retry:
+            Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+                last_error=message[:2000], state_changed_at=now
+            )
+            queue_task("builders.tasks.provision_builder", builder.pk)
+        elif Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+            state=Builder.State.FAILED, last_error=message[:2000], state_changed_at=now, terminated_at=now
+        ):
+            audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+            queue_task("builders.tasks.assign_leases")
+    log.warning(
+        "builder %s attempt %s failed%s: %s",
+        builder.pk,
+        builder.attempts,
+        " (retrying)" if retry else "",
+        message,
+    )
+    return Builder.objects.filter(pk=builder.pk).first()
+
+
+def _delete_machines_of(provider: Provider, builder: Builder) -> None:
+    """Before a new attempt: delete whatever an earlier attempt may have left behind."""
+    for machine in provider.list_owned():
+        if machine.metadata.get(BUILDER_ID_KEY) == str(builder.pk):
+            provider.delete(machine.provider_id)
+
+
+def _delete_quietly(provider: Provider, provider_id: str) -> None:
+    try:
+        provider.delete(provider_id)
+    except ProviderError as exc:
+        log.warning("deleting %s failed (the tick deletes orphans): %s", provider_id, exc.message)
+
+
+# --- health and termination ----------------------------------------------------------
+
+
+def health_check(*, builder_id: int) -> bool:
+    """Check an idle ready builder over SSH; a builder that does not answer is terminated."""
+    builder = Builder.objects.filter(pk=builder_id, state=Builder.State.READY).first()
+    if builder is None:
+        return False
+    try:
+        check_ssh(machine_of(builder))
+    except ProviderError as exc:
+        with transaction.atomic():
+            if Builder.objects.filter(pk=builder.pk, state=Builder.State.READY).update(
+                state=Builder.State.TERMINATING,
+                last_error=f"health check: {exc.message}"[:2000],
+                state_changed_at=timezone.now(),
+            ):
+                audit(AuditEvent.Action.BUILDER_FAILED, via=TICK, builder=builder, detail=exc.message)
+                queue_task("builders.tasks.delete_builder", builder.pk)
+        return False
+    return True
+
+
+def terminate_builder(*, builder_id: int, via: Via) -> Builder:
+    """Stop lending the builder now (its open lease ends) and delete its machine."""
+    with transaction.atomic():
+        builder = Builder.objects.select_for_update().filter(pk=builder_id).first()
+        if builder is None:
+            raise NotFoundError("No such builder.")
+        if builder.state in (Builder.State.TERMINATING, Builder.State.TERMINATED):
+            return builder
+        if builder.state == Builder.State.FAILED and not builder.provider_id:
+            raise ConflictError(f"Builder {builder} failed and has no machine to terminate.")
+        now = timezone.now()
+        lease = Lease.objects.open().filter(builder_id=builder.pk).first()
+        if lease is not None:
+            Lease.objects.filter(pk=lease.pk).exclude(state=Lease.State.ENDED).update(
+                state=Lease.State.ENDED, ended_at=now, end_reason=Lease.EndReason.TERMINATED
+            )
+        Builder.objects.filter(pk=builder.pk).update(state=Builder.State.TERMINATING, state_changed_at=now)
+        builder.refresh_from_db()
+        audit(AuditEvent.Action.TERMINATED, via=via, builder=builder, lease=lease, detail="terminated")
+        if lease is not None and lease.ssh:
+            from builders.services.leases import promote_queued_leases
+
+            promote_queued_leases(owner_id=lease.owner_id)
+        queue_task("builders.tasks.delete_builder", builder.pk)
+    return builder
+
+
+def delete_builder(*, builder_id: int) -> Builder | None:
+    """Delete a terminating builder's machine; on failure it stays terminating for the tick to retry."""
+    builder = Builder.objects.select_related("pool").filter(pk=builder_id).first()
+    if builder is None or builder.state != Builder.State.TERMINATING:
+        return builder
+    provider = provider_for(builder.pool)
+    try:
+        if builder.provider_id:
+            provider.delete(builder.provider_id)
+        else:
+            _delete_machines_of(provider, builder)
+    except ProviderError as exc:
+        Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
+            last_error=f"delete: {exc.message}"[:2000]
+        )
+        log.warning("deleting builder %s failed, the tick retries: %s", builder.pk, exc.message)
+        return builder
+    now = timezone.now()
+    Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
+        state=Builder.State.TERMINATED, terminated_at=now, state_changed_at=now
+    )
+    queue_task("builders.tasks.assign_leases")
+    return Builder.objects.filter(pk=builder.pk).first()
+
+
+def delete_terminating(*, limit: int = 500) -> int:
+    """Delete the machines of every terminating builder (after a bulk expiry)."""
+    ids = list(Builder.objects.filter(state=Builder.State.TERMINATING).values_list("pk", flat=True)[:limit])
+    for builder_id in ids:
+        delete_builder(builder_id=builder_id)
+    return len(ids)
+
+
+# --- the tick's recovery passes ---------------------------------------------------------
+
+PROVISION_STUCK_AFTER = timedelta(seconds=600 + 300 + 120)  # launch + boot timeouts, and slack
+TERMINATE_STUCK_AFTER = timedelta(minutes=5)
+ORPHAN_GRACE = timedelta(minutes=10)
+
+
+def recover_stuck(*, now: datetime | None = None) -> dict[str, list[int]]:
+    """Requeue transitions whose worker died: provisioning and terminating rows past their timeout."""
+    now = now or timezone.now()
+    stuck_provisioning = list(
+        Builder.objects.filter(
+            state=Builder.State.PROVISIONING, state_changed_at__lt=now - PROVISION_STUCK_AFTER
+        ).values_list("pk", flat=True)
+    )
+    for builder_id in stuck_provisioning:
+        builder = Builder.objects.get(pk=builder_id)
+        if builder.attempts >= MAX_ATTEMPTS:
+            _provision_failed(builder, "provisioning did not finish in time", permanent=True)
+        else:
+            # The claim in provision_builder lets exactly one run go ahead.
+            Builder.objects.filter(pk=builder_id, state=Builder.State.PROVISIONING).update(
+                state_changed_at=now
+            )
+            with transaction.atomic():
+                queue_task("builders.tasks.provision_builder", builder_id)
+    stuck_terminating = list(
+        Builder.objects.filter(
+            state=Builder.State.TERMINATING, state_changed_at__lt=now - TERMINATE_STUCK_AFTER
+        ).values_list("pk", flat=True)
+    )
+    for builder_id in stuck_terminating:
+        Builder.objects.filter(pk=builder_id, state=Builder.State.TERMINATING).update(state_changed_at=now)
+        with transaction.atomic():
+            queue_task("builders.tasks.delete_builder", builder_id)
+    return {"provisioning": stuck_provisioning, "terminating": stuck_terminating}
+
+
+def delete_orphans(*, now: datetime | None = None) -> list[str]:
+    """Delete machines a provider lists as ours that no live builder row claims."""
+    now = now or timezone.now()
+    deleted: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for pool in Pool.objects.all():
+        try:
+            provider = provider_for(pool)
+            machines = provider.list_owned()
+        except ProviderError as exc:
+            log.warning("pool %s: cannot list machines: %s", pool.name, exc.message)
+            continue
+        for machine in machines:
+            if (pool.provider, machine.provider_id) in seen:
+                continue  # two pools on one provider account list the same machines
+            seen.add((pool.provider, machine.provider_id))
+            if not _is_orphan(machine, now):
+                continue
+            try:
+                provider.delete(machine.provider_id)
+            except ProviderError as exc:
+                log.warning("deleting orphan %s failed: %s", machine.provider_id, exc.message)
+                continue
+            with transaction.atomic():
+                audit(
+                    AuditEvent.Action.ORPHAN_DELETED,
+                    via=TICK,
+                    detail=f"{pool.name}: {machine.name} ({machine.provider_id})",
+                )
+            deleted.append(machine.provider_id)
+    return deleted
+
+
+def _is_orphan(machine: Machine, now: datetime) -> bool:
+    raw_id = machine.metadata.get(BUILDER_ID_KEY, "")
+    builder = Builder.objects.filter(pk=int(raw_id)).first() if raw_id.isdigit() else None
+    if builder is not None:
+        if builder.state in (Builder.State.TERMINATED, Builder.State.FAILED):
+            return True  # its row is final: nothing will ever use or delete it otherwise
+        # A live row owns it unless it recorded another machine (an earlier attempt's leftover).
+        return bool(builder.provider_id) and builder.provider_id != machine.provider_id
+    # No row: maybe a create racing its own commit; wait out the grace period.
+    try:
+        created = datetime.fromisoformat(machine.metadata.get(CREATED_KEY, ""))
+    except ValueError:
+        return True
+    return now - created > ORPHAN_GRACE
