@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import platform
 import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from builders.models import Pool
 from coprssh.services import get_api_token
 
 ACCOUNTS = [
@@ -17,7 +19,10 @@ ACCOUNTS = [
 
 
 class Command(BaseCommand):
-    help = "Create the demo accounts (an operator and a `demo` user); existing ones are left alone."
+    help = (
+        "Create the demo accounts (an operator and a `demo` user) and a local builder pool; "
+        "what exists already is left alone."
+    )
 
     def handle(self, *args, **options) -> None:
         User = get_user_model()
@@ -36,3 +41,15 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"{username}: created, {role}, password: {password}"))
         self.stdout.write("Passwords are shown only when an account is created; reset one with")
         self.stdout.write("  manage.py changepassword USER")
+        arch = platform.machine()
+        pool, created = Pool.objects.get_or_create(
+            name="local",
+            defaults={
+                "provider": Pool.Provider.LOCAL,
+                "architectures": [arch],
+                "max_builders": 4,
+                "warm_builders": 1,
+            },
+        )
+        state = "created" if created else "exists"
+        self.stdout.write(f"pool {pool.name}: {state}, local builders for {', '.join(pool.architectures)}")
