@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
@@ -63,7 +64,7 @@ def add_saved_key(*, user: AbstractBaseUser, title: str, public_key: str) -> Sav
     try:
         with transaction.atomic():
             # The user row is the lock that makes the saved-key limit hold under races.
-            type(user).objects.select_for_update().get(pk=user.pk)
+            list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
             if SavedKey.objects.filter(user=user).count() >= settings.COPRSSH_MAX_SAVED_KEYS:
                 raise KeyInputError(
                     f"You can save at most {settings.COPRSSH_MAX_SAVED_KEYS} keys; delete one first.",

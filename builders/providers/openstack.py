@@ -360,6 +360,11 @@ class OpenStackProvider(Provider):
 
 def _translate(exc: Exception, *, timeout: float) -> ProviderError:
     """The one place that says which SDK errors are permanent (retrying cannot help) and which are not."""
+    if isinstance(exc, ks_exc.DiscoveryFailure) and isinstance(
+        exc.__context__, (ks_exc.ConnectionError, ks_exc.HttpError)
+    ):
+        # keystoneauth reports an unreachable or failing auth_url as a failed version discovery.
+        return _translate(exc.__context__, timeout=timeout)
     if isinstance(exc, os_exc.HttpException) and exc.status_code is not None:
         return _from_status(exc.status_code, _detail(exc))
     if isinstance(exc, ks_exc.HttpError):
