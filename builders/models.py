@@ -295,6 +295,16 @@ class QuotaOverride(models.Model):
     def __str__(self) -> str:
         return f"quota override for {self.user}"
 
+    def clean(self) -> None:
+        policy = QuotaPolicy.get()
+        default = self.default_lifetime or policy.default_lifetime
+        maximum = self.max_lifetime or policy.max_lifetime
+        if default > maximum:
+            raise ValidationError(
+                f"The default lifetime ({default}) would be longer than the maximum lifetime ({maximum}); "
+                "set both so that default ≤ maximum."
+            )
+
 
 class AuditEvent(models.Model):
     """Something that happened to a lease or builder: who, when, from where."""

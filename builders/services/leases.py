@@ -180,7 +180,9 @@ def start_lease(*, lease_id: int, via: Via = TICK) -> Lease:
         lease.started_at = now
         lease.max_expires_at = now + quota.max_lifetime
         # A build lease is not a user's to keep: it lives as long as the cap allows.
-        lease.expires_at = now + quota.default_lifetime if lease.ssh else lease.max_expires_at
+        lease.expires_at = (
+            min(now + quota.default_lifetime, lease.max_expires_at) if lease.ssh else lease.max_expires_at
+        )
         lease.save(update_fields=["state", "started_at", "expires_at", "max_expires_at"])
         audit(
             AuditEvent.Action.LEASE_STARTED,
@@ -385,7 +387,8 @@ def expire_leases(*, now: datetime | None = None) -> int:
                 state=Lease.State.QUEUED, owner_id__in={row[2] for row in due if row[3]}
             ).values_list("owner_id", flat=True)
         )
-        for owner_id in owners_with_queue:
+        # A fixed order, so two passes running at once cannot lock owners crosswise.
+        for owner_id in sorted(owners_with_queue):
             promote_queued_leases(owner_id=owner_id)
         queue_task("builders.tasks.delete_terminating")
     log.info("expired %d leases", len(due))

@@ -54,7 +54,8 @@ def lock_quota(user: AbstractBaseUser) -> None:
 
 def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
     held = ", ".join(f"#{lease.pk}" + (f" ({lease.purpose})" if lease.purpose else "") for lease in holders)
-    return (
-        f"{len(holders)} of {quota.max_ssh_builders} SSH builders in use: {held}. "
-        "This one starts as soon as one of them ends."
-    )
+    if len(holders) <= quota.max_ssh_builders:
+        in_use = f"{len(holders)} of {quota.max_ssh_builders} SSH builders in use"
+    else:  # the quota was lowered below what is already running
+        in_use = f"{len(holders)} SSH builders in use, over the limit of {quota.max_ssh_builders}"
+    return f"{in_use}: {held}. This one starts as soon as one of them ends."
