@@ -9,7 +9,7 @@ import statistics
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -104,9 +104,16 @@ class BuilderAdmin(admin.ModelAdmin):
     def address(self, builder: Builder) -> str:
         return f"{builder.host}:{builder.port}" if builder.host else "—"
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Builder]:
+        open_leases = Prefetch(
+            "leases", queryset=Lease.objects.open().select_related("owner"), to_attr="open_leases"
+        )
+        return super().get_queryset(request).select_related("pool").prefetch_related(open_leases)
+
     @admin.display(description="lease")
     def current_lease(self, builder: Builder) -> str:
-        lease = builder.leases.open().first()
+        leases = getattr(builder, "open_leases", None)
+        lease = leases[0] if leases else (None if leases is not None else builder.leases.open().first())
         return f"#{lease.pk} {lease.owner} ({lease.state})" if lease else "—"
 
     @admin.display(description="age")
@@ -149,6 +156,7 @@ class LeaseAdmin(admin.ModelAdmin):
     actions = ["prolong_one_hour", "release", "terminate_builders"]
     readonly_fields = [f.name for f in Lease._meta.fields]
     date_hierarchy = "created_at"
+    list_select_related = ["owner", "builder"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -62,6 +62,7 @@ def tick() -> dict[str, object]:
         ("assigned", services.assign_waiting_leases),
         ("started", services.ensure_capacity),
         ("recovered", services.recover_stuck),
+        ("leases_recovered", services.recover_stuck_leases),
         ("orphans_deleted", services.delete_orphans),
         ("deleted", services.delete_terminating),
     ]

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -348,19 +348,24 @@ def promote_all_queued() -> list[int]:
 
 
 def expire_leases(*, now: datetime | None = None) -> int:
-    """End every active lease past its expiry in a few statements; their builders are terminated."""
+    """End every active lease past its expiry in a few statements, whatever their number.
+
+    Their builders are terminated: an SSH builder is never reused, and a build lease that
+    outlived its cap means stuck work on a builder that is not trusted any more.
+    """
     now = now or timezone.now()
     with transaction.atomic():
-        # Locked so a concurrent release or prolong waits for this pass (or sees it done).
+        # Locked so a concurrent release or prolong waits for this pass (or sees it done);
+        # a second pass running at once skips them.
         due = list(
             Lease.objects.select_for_update(skip_locked=True)
             .filter(state=Lease.State.ACTIVE, expires_at__lte=now)
-            .values_list("pk", "builder_id", "owner_id", "ssh")
+            .values_list("owner_id", "ssh")
         )
         if not due:
             return 0
-        ids = [row[0] for row in due]
-        Lease.objects.filter(pk__in=ids).update(
+        _audit_expiry(now)
+        ended = Lease.objects.filter(state=Lease.State.ACTIVE, expires_at__lte=now).update(
             state=Lease.State.ENDED,
             ended_at=now,
             end_reason=Case(
@@ -368,28 +373,66 @@ def expire_leases(*, now: datetime | None = None) -> int:
                 default=Value(Lease.EndReason.EXPIRED),
             ),
         )
-        builder_ids = [row[1] for row in due if row[1] is not None]
-        # An expired build lease means stuck work: its builder is not trusted for reuse either.
-        Builder.objects.filter(pk__in=builder_ids, state=Builder.State.LEASED).update(
+        just_ended = Lease.objects.filter(
+            state=Lease.State.ENDED, ended_at=now, end_reason__in=_EXPIRY_REASONS
+        )
+        Builder.objects.filter(state=Builder.State.LEASED, pk__in=just_ended.values("builder_id")).update(
             state=Builder.State.TERMINATING, state_changed_at=now
         )
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    action=AuditEvent.Action.EXPIRED, source="tick", lease_id=lease_id, builder_id=builder_id
-                )
-                for lease_id, builder_id, _owner, _ssh in due
-            ],
-            batch_size=1000,
-        )
+        ssh_owners = {owner_id for owner_id, ssh in due if ssh}
         owners_with_queue = set(
-            Lease.objects.filter(
-                state=Lease.State.QUEUED, owner_id__in={row[2] for row in due if row[3]}
-            ).values_list("owner_id", flat=True)
+            Lease.objects.filter(state=Lease.State.QUEUED, owner_id__in=ssh_owners).values_list(
+                "owner_id", flat=True
+            )
         )
         # A fixed order, so two passes running at once cannot lock owners crosswise.
         for owner_id in sorted(owners_with_queue):
             promote_queued_leases(owner_id=owner_id)
         queue_task("builders.tasks.delete_terminating")
-    log.info("expired %d leases", len(due))
-    return len(due)
+    log.info("expired %d leases", ended)
+    return ended
+
+
+def _audit_expiry(now: datetime) -> None:
+    """One INSERT … SELECT for the audit events of all due leases (bulk_create batches on SQLite)."""
+    ops = connection.ops
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {AuditEvent._meta.db_table} (created_at, action, source, detail, lease_id, builder_id) "
+            f"SELECT %s, %s, %s, end_text, id, builder_id FROM ("
+            f"  SELECT id, builder_id, CASE WHEN expires_at >= max_expires_at THEN %s ELSE %s END AS end_text"
+            f"  FROM {Lease._meta.db_table} WHERE state = %s AND expires_at <= %s"
+            f") due",
+            [
+                ops.adapt_datetimefield_value(now),
+                AuditEvent.Action.EXPIRED.value,
+                "tick",
+                Lease.EndReason.MAX_LIFETIME.value,
+                Lease.EndReason.EXPIRED.value,
+                Lease.State.ACTIVE.value,
+                ops.adapt_datetimefield_value(now),
+            ],
+        )
+
+
+# --- recovery -------------------------------------------------------------------------
+
+# An assigned lease whose start task was lost is started again after this long, and given
+# up (released as failed, freeing its builder and its owner's slot) after the longer one.
+ASSIGNED_RETRY_AFTER = timedelta(minutes=10)
+ASSIGNED_GIVE_UP_AFTER = timedelta(hours=1)
+
+
+def recover_stuck_leases(*, now: datetime | None = None) -> dict[str, list[int]]:
+    """Restart or give up leases stuck between assigned and active (their task was lost)."""
+    now = now or timezone.now()
+    stuck = Lease.objects.filter(state=Lease.State.ASSIGNED, assigned_at__lt=now - ASSIGNED_RETRY_AFTER)
+    given_up = list(stuck.filter(assigned_at__lt=now - ASSIGNED_GIVE_UP_AFTER).values_list("pk", flat=True))
+    for lease_id in given_up:
+        release_lease(lease_id=lease_id, via=TICK, reason=Lease.EndReason.FAILED)
+    retried = []
+    for lease_id, task in stuck.exclude(pk__in=given_up).values_list("pk", "on_assigned"):
+        with transaction.atomic():
+            queue_task(task or "builders.tasks.start_lease", lease_id)
+        retried.append(lease_id)
+    return {"retried": retried, "given_up": given_up}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -412,5 +412,9 @@ def _is_orphan(machine: Machine, now: datetime) -> bool:
     try:
         created = datetime.fromisoformat(machine.metadata.get(CREATED_KEY, ""))
     except ValueError:
-        return True
+        # Without a creation time we cannot tell a create in progress from a leftover.
+        log.warning("machine %s has no readable %s; not deleting it", machine.provider_id, CREATED_KEY)
+        return False
+    if timezone.is_naive(created):
+        created = timezone.make_aware(created, UTC)
     return now - created > ORPHAN_GRACE
