@@ -37,6 +37,13 @@ class ConflictError(ServiceError):
     code = "conflict"
 
 
+class ForbiddenError(ServiceError):
+    """The user may see the object but not change it this way (HTTP 403)."""
+
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+
+
 class NotFoundError(ServiceError):
     """The object does not exist or belongs to someone else (HTTP 404)."""
 

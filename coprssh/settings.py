@@ -8,6 +8,7 @@ ALLOWED_HOSTS and COPRSSH_PUBLIC_URL.
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 
 import dj_database_url
@@ -275,6 +276,22 @@ Q_CLUSTER = {
 COPRSSH_BUILDERS_DIR = Path(env_str("COPRSSH_BUILDERS_DIR", str(DATA_DIR / "builders")))
 # The service's own SSH key, installed on every builder; created on first use.
 COPRSSH_ADMIN_KEY_FILE = Path(env_str("COPRSSH_ADMIN_KEY_FILE", str(DATA_DIR / "ssh" / "admin_ed25519")))
+
+# --- builds ---
+# Build logs, SRPMs and results: one folder per project/chroot/build.
+COPRSSH_STORAGE_DIR = Path(env_str("COPRSSH_STORAGE_DIR", str(DATA_DIR / "storage")))
+COPRSSH_MAX_SPEC_BYTES = env_int("COPRSSH_MAX_SPEC_BYTES", 1024 * 1024, minimum=1024)
+COPRSSH_MAX_SRPM_BYTES = env_int("COPRSSH_MAX_SRPM_BYTES", 512 * 1024 * 1024, minimum=1024)
+# Largest single result file fetched back from a builder, and all of one phase's results.
+COPRSSH_MAX_RESULT_BYTES = env_int("COPRSSH_MAX_RESULT_BYTES", 1024 * 1024 * 1024, minimum=1024)
+COPRSSH_MAX_RESULTS_BYTES = env_int("COPRSSH_MAX_RESULTS_BYTES", 4 * 1024 * 1024 * 1024, minimum=1024)
+# Largest builder-live.log stored; the rest is cut with a note.
+COPRSSH_MAX_LOG_BYTES = env_int("COPRSSH_MAX_LOG_BYTES", 256 * 1024 * 1024, minimum=1024)
+COPRSSH_BUILD_TIMEOUT = env_int("COPRSSH_BUILD_TIMEOUT", 5 * 3600, minimum=60)
+# Architecture of the builders that run SRPM phases (default: this machine's).
+COPRSSH_SRPM_ARCH = env_str("COPRSSH_SRPM_ARCH", platform.machine())
+# Let sources come from loopback and link-local addresses (tests and local demos only).
+COPRSSH_ALLOW_LOCAL_SOURCES = env_bool("COPRSSH_ALLOW_LOCAL_SOURCES", False)
 
 # --- keys ---
 # RSA keys shorter than this are refused (2048 or 3072).

@@ -13,6 +13,7 @@ api_v1 = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("keys.api_urls")),
+    path("", include("builds.api_urls")),
 ]
 
 urlpatterns = [
@@ -23,6 +24,8 @@ urlpatterns = [
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/profile/token/", views.regenerate_token, name="regenerate-token"),
     path("keys/", include("keys.urls")),
+    path("", include("builds.file_urls")),
+    path("", include("builds.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
 ]

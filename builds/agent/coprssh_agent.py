@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""coprssh builder agent: runs one phase of a build on a builder. Python 3 standard library only.
+
+The service uploads this file, a job.json and the sources into a work directory, then runs
+
+    python3 coprssh_agent.py run WORKDIR
+
+detached from the SSH session. The agent writes, inside WORKDIR:
+
+    builder-live.log   everything the build prints, as it prints it
+    status.json        {"state": "running" | "succeeded" | "failed" | "canceled", "pid": ..., ...}
+    results/           the phase's products (SRPM and spec; or RPMs)
+    success            present only when the phase succeeded
+
+SIGTERM (sent to the agent's process group by the service on cancel) stops the build.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+CHUNK = 64 * 1024
+
+
+class PhaseFailed(Exception):
+    """The phase failed; the message is the last line written to the live log."""
+
+
+class Agent:
+    def __init__(self, workdir: str) -> None:
+        self.workdir = os.path.abspath(workdir)
+        with open(self.path("job.json"), encoding="utf-8") as handle:
+            self.job = json.load(handle)
+        self.results = self.path("results")
+        os.makedirs(self.results, exist_ok=True)
+        self.log = open(self.path("builder-live.log"), "ab", buffering=0)  # noqa: SIM115 - lives as long as the agent
+        self.child: subprocess.Popen[bytes] | None = None
+        self.deadline = time.monotonic() + float(self.job.get("timeout", 5 * 3600))
+        self.canceled = False
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.workdir, *parts)
+
+    # --- output ------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.log.write(f"[coprssh {stamp}] {text}\n".encode("utf-8", "replace"))
+
+    def status(self, state: str, **extra: object) -> None:
+        data = {"state": state, "pid": os.getpid(), "pgid": os.getpgid(0), "time": time.time(), **extra}
+        temp = self.path("status.json.tmp")
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(temp, self.path("status.json"))
+
+    # --- running commands ----------------------------------------------------------------
+
+    def run(self, argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+        self.say("$ " + " ".join(argv))
+        full_env = dict(os.environ)
+        full_env.update({"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": self.workdir})
+        full_env.update(env or {})
+        self.child = subprocess.Popen(
+            argv,
+            cwd=cwd or self.workdir,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+        )
+        while True:
+            try:
+                code = self.child.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() > self.deadline:
+                    self.child.kill()
+                    self.child.wait()
+                    raise PhaseFailed("the build took longer than its time limit and was stopped") from None
+        self.child = None
+        if self.canceled:
+            raise PhaseFailed("canceled")
+        if code != 0:
+            raise PhaseFailed(f"{os.path.basename(argv[0])} failed with exit code {code}")
+
+    def stop(self, signum: int, _frame: object) -> None:
+        self.canceled = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
+
+    # --- phases --------------------------------------------------------------------------
+
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop)
+        self.status("running")
+        phase = self.job["phase"]
+        try:
+            if phase == "srpm":
+                self.srpm_phase()
+            elif phase == "rpm":
+                self.rpm_phase()
+            else:
+                raise PhaseFailed(f"unknown phase {phase!r}")
+        except PhaseFailed as exc:
+            state = "canceled" if self.canceled else "failed"
+            self.say(f"{'Canceled' if self.canceled else 'Failed'}: {exc}")
+            self.status(state, reason=str(exc))
+            return 1
+        except Exception as exc:  # the agent must always leave a status behind
+            self.say(f"Failed: internal error: {type(exc).__name__}: {exc}")
+            self.status("failed", reason=f"internal error: {exc}")
+            return 1
+        self.say("Succeeded.")
+        open(self.path("success"), "w").close()
+        self.status("succeeded")
+        return 0
+
+    def srpm_phase(self) -> None:
+        source = self.job["source"]
+        src = self.path("src")
+        os.makedirs(src, exist_ok=True)
+        kind = source["type"]
+        if kind == "upload":
+            name = source["file"]
+            if name.endswith(".src.rpm"):
+                self.take_srpm(self.path(name))
+            else:
+                self.build_srpm(self.path(name), sources=src)
+        elif kind == "url":
+            target = os.path.join(src, source["file"])
+            self.download(source["url"], target, int(self.job.get("max_download", 512 * 1024 * 1024)))
+            self.take_srpm(target)
+        elif kind == "scm":
+            # GIT_ALLOW_PROTOCOL keeps git to http(s): no ext::, no file://, no ssh.
+            env = {"GIT_ALLOW_PROTOCOL": "http:https", "GIT_TERMINAL_PROMPT": "0"}
+            self.run(["git", "clone", "--quiet", "--", source["clone_url"], src], env=env)
+            if source.get("committish"):
+                self.run(["git", "-C", src, "checkout", "--quiet", source["committish"], "--"], env=env)
+            spec = os.path.realpath(os.path.join(src, source["spec"]))
+            if not spec.startswith(os.path.realpath(src) + os.sep) or not os.path.isfile(spec):
+                raise PhaseFailed(f"spec file {source['spec']!r} is not in the repository")
+            self.build_srpm(spec, sources=os.path.dirname(spec))
+        else:
+            raise PhaseFailed(f"unknown source type {kind!r}")
+
+    def rpmbuild_defines(self, topdir: str) -> list[str]:
+        return ["--define", f"_topdir {topdir}"]
+
+    def build_srpm(self, spec: str, sources: str) -> None:
+        top = self.path("rpmbuild")
+        self.run(["rpmbuild", "-bs", *self.rpmbuild_defines(top), "--define", f"_sourcedir {sources}", spec])
+        srpms = glob.glob(os.path.join(top, "SRPMS", "*.src.rpm"))
+        if len(srpms) != 1:
+            raise PhaseFailed("rpmbuild made no source package")
+        shutil.copy2(srpms[0], self.results)
+        shutil.copy2(spec, self.results)
+        self.say(f"Made {os.path.basename(srpms[0])}")
+
+    def take_srpm(self, srpm: str) -> None:
+        query = subprocess.run(
+            ["rpm", "-qp", "--nosignature", "--qf", "%{SOURCERPM}|%{NAME}", srpm],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if query.returncode != 0:
+            self.log.write(query.stderr.encode())
+            raise PhaseFailed("the file is not a readable RPM package")
+        kind, _name = query.stdout.split("|", 1)
+        if kind != "(none)":
+            raise PhaseFailed("the file is a binary RPM, not a source RPM")
+        top = self.path("rpmbuild")
+        # Installing a source package unpacks its spec and sources under _topdir.
+        self.run(["rpm", "-i", "--nosignature", *self.rpmbuild_defines(top), srpm])
+        specs = glob.glob(os.path.join(top, "SPECS", "*.spec"))
+        if len(specs) != 1:
+            raise PhaseFailed("the source package holds no spec file")
+        shutil.copy2(srpm, self.results)
+        shutil.copy2(specs[0], self.results)
+
+    def download(self, url: str, target: str, limit: int) -> None:
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise PhaseFailed("only http and https URLs can be fetched")
+        self.say(f"Downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:  # noqa: S310
+                size = 0
+                while chunk := response.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise PhaseFailed(f"the download is larger than {limit} bytes")
+                    out.write(chunk)
+        except OSError as exc:
+            raise PhaseFailed(f"download failed: {exc}") from None
+        self.say(f"Downloaded {size} bytes")
+
+    def rpm_phase(self) -> None:
+        srpm = self.path(self.job["srpm"])
+        chroot = self.job["chroot"]
+        if shutil.which("mock"):
+            self.run(["mock", "-r", chroot, "--rebuild", srpm, "--resultdir", self.results])
+            return
+        self.say(f"mock is not installed here: building for {chroot} with rpmbuild --rebuild --nodeps")
+        top = self.path("rpmbuild")
+        self.run(["rpmbuild", "--rebuild", "--nodeps", *self.rpmbuild_defines(top), srpm])
+        built = glob.glob(os.path.join(top, "RPMS", "*", "*.rpm"))
+        if not built:
+            raise PhaseFailed("rpmbuild made no package")
+        for rpm in built:
+            shutil.copy2(rpm, self.results)
+        self.say("Built " + ", ".join(sorted(os.path.basename(r) for r in built)))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] != "run":
+        print(__doc__, file=sys.stderr)
+        return 2
+    return Agent(argv[2]).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

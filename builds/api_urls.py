@@ -1,0 +1,1 @@
+urlpatterns: list = []  # API v1: projects and builds

@@ -1,0 +1,207 @@
+"""Projects, chroots, builds and build chroots.
+
+A build runs in two phases, each on a leased builder: the SRPM phase turns the source
+into an SRPM; the RPM phase builds it once per chroot. State changes happen only in
+builds/services/.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+PROJECT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+CHROOT_NAME_RE = re.compile(
+    r"(?P<os>[a-z][a-z0-9]*)-(?P<version>[a-z0-9][a-z0-9.]*)-(?P<arch>x86_64|aarch64|ppc64le|s390x|i686)"
+)
+
+
+class Chroot(models.Model):
+    """A build target `<os>-<version>-<arch>`, e.g. fedora-rawhide-x86_64."""
+
+    name = models.CharField(
+        max_length=60,
+        unique=True,
+        validators=[RegexValidator(f"^{CHROOT_NAME_RE.pattern}$", "Write <os>-<version>-<arch>.")],
+    )
+    os = models.CharField(max_length=30)
+    version = models.CharField(max_length=20)
+    arch = models.CharField(max_length=20)
+    active = models.BooleanField(default=True, help_text="Inactive chroots take no new builds.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Project(models.Model):
+    """`owner/name`: where builds of some packages live, and which chroots they target."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(
+        max_length=100,
+        validators=[RegexValidator(f"^{PROJECT_NAME_RE.pattern}$", "Use letters, digits and . _ + -")],
+    )
+    description = models.TextField(blank=True, max_length=5000)
+    chroots = models.ManyToManyField(Chroot, related_name="projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["owner__username", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                name="builds_project_unique_per_owner",
+                violation_error_message="You already have a project with this name.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner.get_username()}/{self.name}"
+
+    def can_build(self, user) -> bool:  # noqa: ANN001 - a user or AnonymousUser
+        """Who may submit, cancel and resubmit builds here: the owner and admins."""
+        return bool(user.is_authenticated and (user.pk == self.owner_id or user.is_superuser))
+
+
+class State(models.TextChoices):
+    """States of a build, its SRPM phase and each of its chroots."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+
+FINAL_STATES = {State.SUCCEEDED, State.FAILED, State.CANCELED, State.SKIPPED}
+
+
+class Build(models.Model):
+    """One submission of a source to a project, for some chroots."""
+
+    class SourceType(models.TextChoices):
+        UPLOAD = "upload", "uploaded file"
+        SCM = "scm", "git repository"
+        URL = "url", "URL of a .src.rpm"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="builds")
+    submitter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="builds")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    source_type = models.CharField(max_length=10, choices=SourceType.choices)
+    # upload: the stored file, relative to the storage root; scm/url: what to fetch.
+    source_file = models.CharField(max_length=300, blank=True)
+    source_filename = models.CharField(max_length=255, blank=True)
+    clone_url = models.CharField(max_length=1000, blank=True)
+    committish = models.CharField(max_length=200, blank=True)
+    spec = models.CharField(max_length=300, blank=True, help_text="Spec file path inside the repository.")
+    url = models.CharField(max_length=1000, blank=True)
+    # What the SRPM phase produced (relative to the storage root).
+    srpm_file = models.CharField(max_length=300, blank=True)
+    spec_file = models.CharField(max_length=300, blank=True)
+    package_name = models.CharField(max_length=200, blank=True)
+    package_version = models.CharField(max_length=200, blank=True)
+    resubmitted_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
+    )
+    ssh = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["project", "-id"], name="builds_build_project_idx"),
+            # The tick's watchdog: builds that are not over yet.
+            models.Index(
+                fields=["state"],
+                condition=~Q(state__in=["succeeded", "failed", "canceled"]),
+                name="builds_build_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"build #{self.pk}"
+
+    @property
+    def sandbox(self) -> str:
+        """Builders are reused only for the same project and submitter."""
+        return f"{self.project.owner.get_username()}/{self.project.name}--{self.submitter.get_username()}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def storage_dir(self) -> str:
+        return f"{self.project.owner.get_username()}/{self.project.name}"
+
+
+class Phase(models.Model):
+    """Work done for a build on one leased builder: the SRPM phase, or the RPM phase of a chroot."""
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    status_reason = models.CharField(max_length=500, blank=True)
+    lease = models.ForeignKey(
+        "builders.Lease", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Where the agent works on the builder, and how much of its live log is stored here.
+    remote_dir = models.CharField(max_length=300, blank=True)
+    log_size = models.PositiveBigIntegerField(default=0)
+    # A watcher holds the phase until this time; another may take over after it.
+    watch_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class SrpmPhase(Phase):
+    """The SRPM phase of a build: source in, SRPM and spec out."""
+
+    build = models.OneToOneField(Build, on_delete=models.CASCADE, related_name="srpm")
+
+    def __str__(self) -> str:
+        return f"{self.build} srpm"
+
+    @property
+    def storage_dir(self) -> str:
+        return f"{self.build.storage_dir}/srpm-builds/{self.build_id:08d}"
+
+
+class BuildChroot(Phase):
+    """The RPM phase of one build for one chroot."""
+
+    build = models.ForeignKey(Build, on_delete=models.CASCADE, related_name="build_chroots")
+    chroot = models.ForeignKey(Chroot, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["chroot__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["build", "chroot"], name="builds_buildchroot_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.build} {self.chroot}"
+
+    @property
+    def storage_dir(self) -> str:
+        return f"{self.build.storage_dir}/{self.chroot.name}/{self.build_id:08d}"

@@ -1,0 +1,26 @@
+"""State changes of the builds app. Callers import from here."""
+
+from builds.services.phases import (
+    finish_phase,
+    phase_ready,
+    rescue_phases,
+    stop_phase,
+    update_build_state,
+    watch_phase,
+)
+from builds.services.projects import active_chroots, create_project
+from builds.services.submit import cancel_build, resubmit_build, submit_build
+
+__all__ = [
+    "active_chroots",
+    "cancel_build",
+    "create_project",
+    "finish_phase",
+    "phase_ready",
+    "rescue_phases",
+    "resubmit_build",
+    "stop_phase",
+    "submit_build",
+    "update_build_state",
+    "watch_phase",
+]

@@ -1,0 +1,362 @@
+"""Running phases on their builders: start when the lease is assigned, watch, finish.
+
+A phase is watched by short, repeatable task runs: each claims the phase for a while
+(`watch_until`), copies new live log bytes at the recorded offset, and either finishes
+the phase or queues the next run. A watcher that dies is replaced by the builds tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from builders import services as builders
+from builders.models import Lease
+from builders.providers.base import ProviderError
+from builds import runner, storage
+from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
+
+log = logging.getLogger(__name__)
+
+WATCH_SECONDS = 40
+POLL_INTERVAL = 1.0
+CLAIM = timedelta(seconds=WATCH_SECONDS + 50)
+SRPM_RESULTS = re.compile(r".+\.(src\.rpm|spec)")
+RPM_RESULTS = re.compile(r".+\.rpm")
+
+Phase = SrpmPhase | BuildChroot
+
+
+def kind_of(phase: Phase) -> str:
+    return "srpm" if isinstance(phase, SrpmPhase) else "rpm"
+
+
+def load(kind: str, phase_id: int) -> Phase | None:
+    model = SrpmPhase if kind == "srpm" else BuildChroot
+    related = ["build__project__owner", "build__submitter", "lease__builder"]
+    if model is BuildChroot:
+        related.append("chroot")
+    return model.objects.select_related(*related).filter(pk=phase_id).first()
+
+
+def _phase_of_lease(lease_id: int) -> Phase | None:
+    for model in (SrpmPhase, BuildChroot):
+        phase = model.objects.filter(lease_id=lease_id).first()
+        if phase is not None:
+            return load("srpm" if model is SrpmPhase else "rpm", phase.pk)
+    return None
+
+
+# --- start ---------------------------------------------------------------------------
+
+
+def phase_ready(*, lease_id: int) -> Phase | None:
+    """The phase's lease got a builder: start the lease and the agent on the builder."""
+    phase = _phase_of_lease(lease_id)
+    if phase is None or phase.state in FINAL_STATES:
+        # Canceled (or deleted) while waiting: give the builder back.
+        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
+        return phase
+    if phase.state != State.PENDING:
+        return phase  # a repeated delivery: the first one started it
+    model = type(phase)
+    if not model.objects.filter(pk=phase.pk, state=State.PENDING).update(state=State.STARTING):
+        return phase
+    try:
+        lease = builders.start_lease(lease_id=lease_id)
+    except builders.LeaseNotActive as exc:
+        # The lease ended before the phase could use it (its builder was terminated).
+        with transaction.atomic():
+            model.objects.filter(pk=phase.pk, state=State.STARTING).update(state=State.PENDING)
+        log.warning("phase %s %s: %s", kind_of(phase), phase.pk, exc.message)
+        return phase
+    builder = lease.builder
+    label = f"{phase.build_id}-{'srpm' if isinstance(phase, SrpmPhase) else phase.chroot.name}"
+    workdir = runner.new_workdir(label)
+    storage.backend_log(
+        phase.storage_dir,
+        f"Builder {builder} ({builder.host}:{builder.port}) assigned; starting in {workdir}.",
+    )
+    try:
+        job, files = _job(phase)
+        runner.start(builder, workdir=workdir, job=job, files=files)
+    except (runner.RunnerError, ProviderError) as exc:
+        _fail_start(phase, str(getattr(exc, "message", exc)))
+        return load(kind_of(phase), phase.pk)
+    now = timezone.now()
+    with transaction.atomic():
+        moved = model.objects.filter(pk=phase.pk, state=State.STARTING).update(
+            state=State.RUNNING, started_at=now, remote_dir=workdir
+        )
+        update_build_state(phase.build_id)
+        if moved:
+            queue_watch(kind_of(phase), phase.pk)
+    storage.backend_log(phase.storage_dir, "The build is running; its output follows in builder-live.log.")
+    return load(kind_of(phase), phase.pk)
+
+
+def _job(phase: Phase) -> tuple[dict, dict[str, Path]]:
+    build = phase.build
+    timeout = settings.COPRSSH_BUILD_TIMEOUT
+    if isinstance(phase, SrpmPhase):
+        source = {
+            "type": build.source_type,
+            "file": build.source_filename,
+            "clone_url": build.clone_url,
+            "committish": build.committish,
+            "spec": build.spec,
+            "url": build.url,
+        }
+        files = {build.source_filename: storage.path(build.source_file)} if build.source_file else {}
+        return {
+            "phase": "srpm",
+            "source": source,
+            "timeout": timeout,
+            "max_download": settings.COPRSSH_MAX_SRPM_BYTES,
+        }, files
+    srpm_name = Path(build.srpm_file).name
+    return (
+        {"phase": "rpm", "srpm": srpm_name, "chroot": phase.chroot.name, "timeout": timeout},
+        {srpm_name: storage.path(build.srpm_file)},
+    )
+
+
+def _fail_start(phase: Phase, reason: str) -> None:
+    storage.backend_log(phase.storage_dir, f"Could not start the build: {reason}")
+    with transaction.atomic():
+        type(phase).objects.filter(pk=phase.pk, state=State.STARTING).update(
+            state=State.FAILED, ended_at=timezone.now(), status_reason=f"could not start: {reason}"[:500]
+        )
+        if isinstance(phase, SrpmPhase):
+            _skip_chroots(phase.build_id, "the SRPM phase failed")
+        update_build_state(phase.build_id)
+    # A builder we could not use is not trusted for the next build either.
+    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+
+
+def queue_watch(kind: str, phase_id: int) -> None:
+    def queue() -> None:
+        from django_q.tasks import async_task
+
+        async_task("builds.tasks.watch_phase", kind, phase_id)
+
+    transaction.on_commit(queue)
+
+
+# --- watch ---------------------------------------------------------------------------
+
+
+def watch_phase(*, kind: str, phase_id: int, seconds: float = WATCH_SECONDS) -> Phase | None:
+    """Follow a running phase for up to `seconds`: copy its live log, finish it when it ends."""
+    model = SrpmPhase if kind == "srpm" else BuildChroot
+    now = timezone.now()
+    claimed = model.objects.filter(
+        Q(watch_until__isnull=True) | Q(watch_until__lt=now), pk=phase_id, state=State.RUNNING
+    ).update(watch_until=now + CLAIM)
+    if not claimed:
+        return load(kind, phase_id)  # finished, or another watcher holds it
+    phase = load(kind, phase_id)
+    assert phase is not None
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            progress = runner.poll(phase.lease.builder, workdir=phase.remote_dir, log_offset=phase.log_size)
+        except runner.RunnerError as exc:
+            log.warning("watching %s %s: %s", kind, phase_id, exc)
+            if _lease_gone(phase):
+                finish_phase(phase, state=State.FAILED, reason="the builder was lost (its lease ended)")
+                return load(kind, phase_id)
+            break
+        if progress.log:
+            _store_log(phase, progress.log)
+        current = model.objects.filter(pk=phase_id).values_list("state", flat=True).first()
+        if current != State.RUNNING:
+            return load(kind, phase_id)  # canceled meanwhile
+        drained = len(progress.log) < runner.LOG_CHUNK
+        if progress.status.state in ("succeeded", "failed", "canceled") and drained:
+            finish_phase(phase, state=progress.status.state, reason=progress.status.reason)
+            return load(kind, phase_id)
+        if time.monotonic() >= deadline:
+            break
+        if drained:
+            time.sleep(POLL_INTERVAL)
+    with transaction.atomic():
+        model.objects.filter(pk=phase_id, state=State.RUNNING).update(watch_until=None)
+        queue_watch(kind, phase_id)
+    return load(kind, phase_id)
+
+
+def _lease_gone(phase: Phase) -> bool:
+    return not Lease.objects.filter(pk=phase.lease_id).exclude(state=Lease.State.ENDED).exists()
+
+
+def _store_log(phase: Phase, data: bytes) -> None:
+    limit = settings.COPRSSH_MAX_LOG_BYTES
+    offset = phase.log_size
+    if offset >= limit:
+        phase.log_size = offset + len(data)  # keep reading (to reach the end) but store no more
+    else:
+        if offset + len(data) > limit:
+            data = (
+                data[: limit - offset]
+                + b"\n[coprssh: the log is longer than the limit; the rest is not kept]\n"
+            )
+        storage.write_at(phase.storage_dir, storage.LIVE_LOG, offset, data)
+        phase.log_size = offset + len(data)
+    type(phase).objects.filter(pk=phase.pk, log_size=offset).update(log_size=phase.log_size)
+
+
+# --- finish --------------------------------------------------------------------------
+
+
+def finish_phase(phase: Phase, *, state: str, reason: str = "") -> None:
+    """Fetch what the phase made, record its end, release its builder, move the build on."""
+    build = phase.build
+    final = {"succeeded": State.SUCCEEDED, "failed": State.FAILED, "canceled": State.CANCELED}.get(
+        state, State.FAILED
+    )
+    fetched: list[str] = []
+    if final == State.SUCCEEDED:
+        target = storage.ensure_dir(phase.storage_dir)
+        pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
+        try:
+            fetched = runner.fetch_results(
+                phase.lease.builder, workdir=phase.remote_dir, target=target, only=pattern
+            )
+        except runner.RunnerError as exc:
+            final, reason = State.FAILED, f"results could not be fetched: {exc}"
+        if isinstance(phase, SrpmPhase) and final == State.SUCCEEDED:
+            srpms = [name for name in fetched if name.endswith(".src.rpm")]
+            specs = [name for name in fetched if name.endswith(".spec")]
+            if len(srpms) != 1:
+                final, reason = State.FAILED, "the SRPM phase made no source package"
+            else:
+                _record_srpm(build, phase, srpms[0], specs[0] if specs else "")
+    now = timezone.now()
+    with transaction.atomic():
+        moved = (
+            type(phase)
+            .objects.filter(pk=phase.pk, state=State.RUNNING)
+            .update(state=final, ended_at=now, status_reason=reason[:500], watch_until=None)
+        )
+        if not moved:
+            return
+        if isinstance(phase, SrpmPhase):
+            if final == State.SUCCEEDED:
+                from builds.services.submit import request_chroot_leases
+
+                request_chroot_leases(
+                    Build.objects.select_related("project__owner", "submitter").get(pk=build.pk)
+                )
+            else:
+                _skip_chroots(build.pk, "the SRPM phase did not succeed")
+        update_build_state(build.pk)
+    summary = f"Finished: {final}" + (f" ({reason})" if reason else "")
+    if fetched:
+        summary += "; kept " + ", ".join(fetched)
+    storage.backend_log(phase.storage_dir, summary + ".")
+    # The build's outcome says nothing bad about the builder: it goes back to its sandbox.
+    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.BUILD_FINISHED)
+
+
+def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:
+    nvr = srpm[: -len(".src.rpm")]
+    parts = nvr.rsplit("-", 2)
+    name, version = (parts[0], f"{parts[1]}-{parts[2]}") if len(parts) == 3 else (nvr, "")
+    Build.objects.filter(pk=build.pk).update(
+        srpm_file=f"{phase.storage_dir}/{srpm}",
+        spec_file=f"{phase.storage_dir}/{spec}" if spec else "",
+        package_name=name[:200],
+        package_version=version[:200],
+    )
+
+
+def _skip_chroots(build_id: int, reason: str) -> None:
+    pending = BuildChroot.objects.filter(build_id=build_id, state=State.PENDING)
+    for lease_id in pending.exclude(lease=None).values_list("lease_id", flat=True):
+        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
+    pending.update(state=State.SKIPPED, status_reason=reason, ended_at=timezone.now())
+
+
+def stop_phase(*, kind: str, phase_id: int) -> None:
+    """Stop a canceled phase's agent on its builder and give the builder back."""
+    phase = load(kind, phase_id)
+    if phase is None or phase.lease_id is None:
+        return
+    if phase.remote_dir and phase.lease and phase.lease.builder:
+        try:
+            runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
+        except runner.RunnerError as exc:
+            storage.backend_log(phase.storage_dir, f"Could not stop the build on the builder: {exc}")
+            builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+            return
+    storage.backend_log(phase.storage_dir, "Stopped on the builder.")
+    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
+
+
+# --- the build's state -----------------------------------------------------------------
+
+
+def update_build_state(build_id: int) -> str:
+    """Derive the build's state from its phases (call inside the transaction that moved one)."""
+    build = Build.objects.select_for_update().get(pk=build_id)
+    srpm = SrpmPhase.objects.get(build_id=build_id)
+    chroot_states = list(BuildChroot.objects.filter(build_id=build_id).values_list("state", flat=True))
+    if srpm.state in (State.FAILED, State.CANCELED):
+        state = srpm.state
+    elif srpm.state != State.SUCCEEDED:
+        state = State.PENDING if srpm.state == State.PENDING else State.RUNNING
+    elif any(s not in FINAL_STATES for s in chroot_states):
+        state = State.RUNNING
+    elif State.FAILED in chroot_states:
+        state = State.FAILED
+    elif State.SUCCEEDED in chroot_states:
+        state = State.SUCCEEDED if State.CANCELED not in chroot_states else State.CANCELED
+    else:
+        state = State.CANCELED
+    now = timezone.now()
+    fields = {"state": state}
+    if state != State.PENDING and build.started_at is None:
+        fields["started_at"] = now
+    if state in FINAL_STATES and build.ended_at is None:
+        fields["ended_at"] = now
+    Build.objects.filter(pk=build_id).update(**fields)
+    return state
+
+
+# --- the builds tick -------------------------------------------------------------------
+
+
+def rescue_phases() -> dict[str, list[int]]:
+    """Watch running phases whose watcher died; fail pending phases whose lease ended."""
+    now = timezone.now()
+    rescued: dict[str, list[int]] = {"watched": [], "failed": []}
+    for model, kind in ((SrpmPhase, "srpm"), (BuildChroot, "rpm")):
+        orphaned = model.objects.filter(state=State.RUNNING).filter(
+            Q(watch_until__isnull=True) | Q(watch_until__lt=now)
+        )
+        for phase_id in list(orphaned.values_list("pk", flat=True)):
+            with transaction.atomic():
+                queue_watch(kind, phase_id)
+            rescued["watched"].append(phase_id)
+        lost = model.objects.filter(state=State.PENDING, lease__state=Lease.State.ENDED)
+        for phase in list(lost.select_related("lease")):
+            with transaction.atomic():
+                if model.objects.filter(pk=phase.pk, state=State.PENDING).update(
+                    state=State.FAILED,
+                    ended_at=now,
+                    status_reason=f"its lease ended ({phase.lease.end_reason})",
+                ):
+                    if model is SrpmPhase:
+                        _skip_chroots(phase.build_id, "the SRPM phase failed")
+                    update_build_state(phase.build_id)
+            rescued["failed"].append(phase.pk)
+    return rescued

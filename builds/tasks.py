@@ -1,0 +1,34 @@
+"""Tasks of the builds app: each takes ids, calls one service and logs what happened."""
+
+from __future__ import annotations
+
+import logging
+
+from builds import services
+
+log = logging.getLogger(__name__)
+
+BUILDS_TICK_NAME = "coprssh-builds-tick"
+BUILDS_TICK_FUNC = "builds.tasks.tick"
+
+
+def phase_ready(lease_id: int) -> str | None:
+    """Queued by the builders app when a build's lease gets its builder."""
+    phase = services.phase_ready(lease_id=lease_id)
+    return phase.state if phase else None
+
+
+def watch_phase(kind: str, phase_id: int) -> str | None:
+    phase = services.watch_phase(kind=kind, phase_id=phase_id)
+    return phase.state if phase else None
+
+
+def stop_phase(kind: str, phase_id: int) -> None:
+    services.stop_phase(kind=kind, phase_id=phase_id)
+
+
+def tick() -> dict[str, object]:
+    """Every minute: replace dead watchers, fail phases whose lease ended."""
+    summary = services.rescue_phases()
+    log.info("builds tick: %s", summary)
+    return summary

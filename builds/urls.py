@@ -1,0 +1,1 @@
+urlpatterns: list = []  # web pages of builds: projects, new build, build page
