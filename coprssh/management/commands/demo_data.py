@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import platform
 import secrets
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
 from builders.models import Pool
+from builds.models import Chroot, Project
+from builds.services import create_project, submit_build
+from builds.sources import check_upload
 from coprssh.services import get_api_token
+
+DEMO_PROJECT = "hello-coprssh"
+SAMPLE_SPEC = Path(__file__).resolve().parents[3] / "builds" / "demo" / "hello-coprssh.spec"
 
 ACCOUNTS = [
     # (user name, is operator)
@@ -53,3 +61,32 @@ class Command(BaseCommand):
         )
         state = "created" if created else "exists"
         self.stdout.write(f"pool {pool.name}: {state}, local builders for {', '.join(pool.architectures)}")
+        self._demo_project(User.objects.get(username="demo"), arch)
+
+    def _demo_project(self, demo, arch: str) -> None:  # noqa: ANN001 - a User
+        """A project with the sample spec, built once so the demo has a build to look at."""
+        project = Project.objects.filter(owner=demo, name=DEMO_PROJECT).first()
+        if project is not None:
+            self.stdout.write(f"project demo/{DEMO_PROJECT}: exists")
+            return
+        chroots = [
+            name
+            for name in (f"fedora-rawhide-{arch}", f"epel-9-{arch}")
+            if Chroot.objects.filter(name=name).exists()
+        ]
+        if not chroots:
+            self.stdout.write(f"no chroot for {arch}; skipping the demo project")
+            return
+        project = create_project(
+            owner=demo,
+            name=DEMO_PROJECT,
+            chroots=chroots,
+            description="The sample package of the coprssh demo.",
+        )
+        upload = SimpleUploadedFile(SAMPLE_SPEC.name, SAMPLE_SPEC.read_bytes(), content_type="text/plain")
+        build = submit_build(
+            project=project, submitter=demo, chroots=None, source=check_upload(upload), upload=upload
+        )
+        self.stdout.write(
+            f"project demo/{DEMO_PROJECT}: created, build #{build.pk} of the sample spec submitted"
+        )
