@@ -1,0 +1,71 @@
+"""The builds tick: dead watchers are replaced, phases whose lease ended fail cleanly."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from django_q.models import Schedule
+
+from builders import services as builders
+from builders.models import Lease, Pool
+from builds import services, tasks
+from builds.models import BuildChroot, SrpmPhase, State
+from builds.sources import check_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def build(settings, tmp_path, user, demo_spec):
+    settings.COPRSSH_STORAGE_DIR = tmp_path / "storage"
+    Pool.objects.create(
+        name="p", architectures=[settings.COPRSSH_SRPM_ARCH, "x86_64", "aarch64"], warm_builders=0
+    )
+    project = services.create_project(
+        owner=user, name="tick", chroots=["fedora-rawhide-x86_64", "epel-9-x86_64"]
+    )
+    upload = SimpleUploadedFile(demo_spec.name, demo_spec.read_bytes())
+    return services.submit_build(
+        project=project, submitter=user, chroots=None, source=check_upload(upload), upload=upload
+    )
+
+
+def test_migration_schedules_the_builds_tick_every_minute():
+    schedule = Schedule.objects.get(name=tasks.BUILDS_TICK_NAME)
+    assert schedule.func == tasks.BUILDS_TICK_FUNC
+    assert schedule.minutes == 1
+
+
+def test_tick_queues_a_watcher_for_a_running_phase_nobody_watches(
+    build, django_capture_on_commit_callbacks, monkeypatch
+):
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
+    SrpmPhase.objects.filter(build=build).update(state=State.RUNNING, watch_until=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = tasks.tick()
+    assert summary["watched"] == [build.srpm.pk]
+    assert ("builds.tasks.watch_phase", ("srpm", build.srpm.pk)) in queued
+
+
+def test_tick_leaves_a_phase_whose_watcher_is_alive(build, django_capture_on_commit_callbacks):
+    SrpmPhase.objects.filter(build=build).update(
+        state=State.RUNNING, watch_until=timezone.now() + timedelta(seconds=60)
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        assert tasks.tick()["watched"] == []
+
+
+def test_tick_fails_a_pending_phase_whose_lease_ended(build):
+    builders.release_lease(lease_id=build.srpm.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+    summary = tasks.tick()
+    build.refresh_from_db()
+    srpm = SrpmPhase.objects.get(build=build)
+    assert summary["failed"] == [srpm.pk]
+    assert srpm.state == State.FAILED
+    assert "lease ended" in srpm.status_reason
+    assert build.state == State.FAILED
+    assert set(BuildChroot.objects.filter(build=build).values_list("state", flat=True)) == {State.SKIPPED}
