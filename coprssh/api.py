@@ -24,6 +24,8 @@ class ApiRootView(APIView):
             {
                 "version": "1",
                 "user": request.user.get_username() if request.user.is_authenticated else None,
+                "projects": link("api-projects"),
+                "builds": link("api-builds"),
                 "keys": link("api-keys"),
                 "schema": link("api-schema"),
                 "docs": link("api-docs"),

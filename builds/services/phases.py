@@ -99,6 +99,12 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         update_build_state(phase.build_id)
         if moved:
             queue_watch(kind_of(phase), phase.pk)
+        else:
+            # Canceled while the agent was being started: stop it again.
+            model.objects.filter(pk=phase.pk).update(remote_dir=workdir)
+            _queue_stop_after_commit(kind_of(phase), phase.pk)
+    if not moved:
+        return load(kind_of(phase), phase.pk)
     storage.backend_log(phase.storage_dir, "The build is running; its output follows in builder-live.log.")
     return load(kind_of(phase), phase.pk)
 
@@ -140,6 +146,15 @@ def _fail_start(phase: Phase, reason: str) -> None:
         update_build_state(phase.build_id)
     # A builder we could not use is not trusted for the next build either.
     builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+
+
+def _queue_stop_after_commit(kind: str, phase_id: int) -> None:
+    def queue() -> None:
+        from django_q.tasks import async_task
+
+        async_task("builds.tasks.stop_phase", kind, phase_id)
+
+    transaction.on_commit(queue)
 
 
 def queue_watch(kind: str, phase_id: int) -> None:

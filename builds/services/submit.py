@@ -133,22 +133,26 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
         now = timezone.now()
         phases: list[SrpmPhase | BuildChroot] = [build.srpm, *build.build_chroots.select_related("chroot")]
         for phase in phases:
-            if phase.state in FINAL_STATES:
-                continue
-            was_running = phase.state in (State.STARTING, State.RUNNING)
-            type(phase).objects.filter(pk=phase.pk).update(
-                state=State.CANCELED, ended_at=now, status_reason=f"canceled by {user.get_username()}"
-            )
-            storage.backend_log(phase.storage_dir, f"Canceled by {user.get_username()}.")
-            if was_running:
+            model = type(phase)
+            reason = f"canceled by {user.get_username()}"
+            # Conditional updates: a phase may move from pending to starting meanwhile.
+            if model.objects.filter(pk=phase.pk, state__in=[State.STARTING, State.RUNNING]).update(
+                state=State.CANCELED, ended_at=now, status_reason=reason
+            ):
                 kind = "srpm" if isinstance(phase, SrpmPhase) else "rpm"
                 transaction.on_commit(_queue_stop(kind, phase.pk))
-            elif phase.lease_id is not None:
-                builders.release_lease(
-                    lease_id=phase.lease_id,
-                    via=builders.Via(user=user, source="web"),
-                    reason=Lease.EndReason.CANCELED,
-                )
+            elif model.objects.filter(pk=phase.pk, state=State.PENDING).update(
+                state=State.CANCELED, ended_at=now, status_reason=reason
+            ):
+                if phase.lease_id is not None:
+                    builders.release_lease(
+                        lease_id=phase.lease_id,
+                        via=builders.Via(user=user, source="web"),
+                        reason=Lease.EndReason.CANCELED,
+                    )
+            else:
+                continue
+            storage.backend_log(phase.storage_dir, f"Canceled by {user.get_username()}.")
         from builds.services.phases import update_build_state
 
         update_build_state(build.pk)

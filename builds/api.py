@@ -1,0 +1,405 @@
+"""API v1: projects and builds.
+
+Reading is public, as in Copr: anyone may list projects and builds and follow the links
+to their logs and results. Writing needs a token or a session, and only a project's
+owner (or an admin) may build in it; the services check that again.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Prefetch, QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from builds import services, sources, storage
+from builds.files import LOG_NAMES, log_url, result_url
+from builds.models import PROJECT_NAME_RE, Build, BuildChroot, Chroot, Project, SrpmPhase, State
+from builds.sources import Source
+from coprssh.exceptions import ForbiddenError, NotFoundError
+
+# `owner/name`: a Django user name, then a project name.
+FULL_NAME_RE = re.compile(rf"(?P<owner>[\w.@+-]{{1,150}})/(?P<name>{PROJECT_NAME_RE.pattern})")
+SOURCE_FIELDS = {
+    Build.SourceType.UPLOAD: ("source_file",),
+    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
+    Build.SourceType.URL: ("url",),
+}
+REQUIRED_SOURCE_FIELDS = {
+    Build.SourceType.UPLOAD: ("source_file",),
+    Build.SourceType.SCM: ("clone_url", "spec"),
+    Build.SourceType.URL: ("url",),
+}
+NO_SSH_YET = "SSH resubmission is not available yet."
+
+
+class Pagination(LimitOffsetPagination):
+    max_limit = 200
+
+
+def _paginated(view: APIView, request: Request, queryset: QuerySet, serializer: type) -> Response:
+    paginator = Pagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True, context={"request": request}).data)
+
+
+def _project(full_name: tuple[str, str]) -> Project:
+    owner, name = full_name
+    project = Project.objects.select_related("owner").filter(owner__username=owner, name=name).first()
+    if project is None:
+        raise NotFoundError(f"No project {owner}/{name}.", field="project")
+    return project
+
+
+def _builds() -> QuerySet[Build]:
+    """Builds with everything their output shows, in a fixed number of queries."""
+    return Build.objects.select_related("project__owner", "submitter", "srpm").prefetch_related(
+        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot"))
+    )
+
+
+def _build(build_id: int) -> Build:
+    build = _builds().filter(pk=build_id).first()
+    if build is None:
+        raise NotFoundError("No such build.")
+    return build
+
+
+class FullNameField(serializers.CharField):
+    """A project as `owner/name`; validated into the pair."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=300, help_text='The project, as "owner/name".', **kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[str, str]:
+        value = super().to_internal_value(data)
+        match = FULL_NAME_RE.fullmatch(value)
+        if match is None:
+            raise serializers.ValidationError('Write the project as "owner/name".')
+        return match["owner"], match["name"]
+
+
+def _chroot_names(**kwargs: Any) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=60), max_length=100, **kwargs)
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+class ProjectOutput(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.get_username")
+    full_name = serializers.CharField()
+    chroots = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    created = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = Project
+        fields = ["id", "owner", "name", "full_name", "description", "chroots", "created"]
+
+
+class PhaseLogs(serializers.Serializer):
+    backend = serializers.URLField(help_text="backend.log: what the service did, as text/plain.")
+    builder_live = serializers.URLField(help_text="builder-live.log: the build's own output, as text/plain.")
+
+
+class PhaseOutput(serializers.Serializer):
+    """Shared by the SRPM phase and the chroots: links to their logs and results."""
+
+    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
+        raise NotImplementedError
+
+    def _absolute(self, url: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(url) if request is not None else url
+
+    @extend_schema_field(PhaseLogs)
+    def get_logs(self, phase: SrpmPhase | BuildChroot) -> dict[str, str]:
+        label = self.phase_label(phase)
+        return {
+            "backend": self._absolute(log_url(phase.build_id, label, storage.BACKEND_LOG)),
+            "builder_live": self._absolute(log_url(phase.build_id, label, storage.LIVE_LOG)),
+        }
+
+    @extend_schema_field(serializers.ListField(child=serializers.URLField()))
+    def get_results(self, phase: SrpmPhase | BuildChroot) -> list[str]:
+        label = self.phase_label(phase)
+        return [
+            self._absolute(result_url(phase.build_id, label, name))
+            for name, _size in storage.list_files(phase.storage_dir)
+            if name not in LOG_NAMES and not name.startswith(".")
+        ]
+
+
+class SrpmOutput(PhaseOutput):
+    """The SRPM phase: source in, SRPM and spec out."""
+
+    state = serializers.ChoiceField(choices=State.choices)
+    status_reason = serializers.CharField()
+    started = serializers.DateTimeField(source="started_at", allow_null=True)
+    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
+    logs = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+
+    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
+        return "srpm"
+
+
+class BuildChrootOutput(PhaseOutput):
+    """The RPM phase of one chroot."""
+
+    name = serializers.CharField(source="chroot.name")
+    state = serializers.ChoiceField(choices=State.choices)
+    status_reason = serializers.CharField()
+    started = serializers.DateTimeField(source="started_at", allow_null=True)
+    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
+    logs = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+    ssh_builder = serializers.SerializerMethodField()
+
+    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
+        assert isinstance(phase, BuildChroot)
+        return phase.chroot.name
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_ssh_builder(self, phase: BuildChroot) -> int | None:
+        # SSH builders come with SSH resubmission; until then no chroot has one.
+        return None
+
+
+class BuildOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.CharField(source="project.full_name", help_text='"owner/name"')
+    state = serializers.ChoiceField(choices=State.choices)
+    # A CharField: a second enum of the same states would get a second name in the schema.
+    source_state = serializers.CharField(
+        source="srpm.state", allow_null=True, help_text="State of the SRPM phase (same values as state)."
+    )
+    source_type = serializers.ChoiceField(choices=Build.SourceType.choices)
+    package_name = serializers.CharField()
+    package_version = serializers.CharField()
+    submitter = serializers.CharField(source="submitter.get_username")
+    ssh = serializers.BooleanField()
+    resubmitted_from = serializers.IntegerField(source="resubmitted_from_id", allow_null=True)
+    created = serializers.DateTimeField(source="created_at")
+    started = serializers.DateTimeField(source="started_at", allow_null=True)
+    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
+    chroots = BuildChrootOutput(source="build_chroots", many=True)
+    srpm = SrpmOutput(allow_null=True)
+
+
+# --- projects ---------------------------------------------------------------------------
+
+
+class ProjectListView(APIView):
+    """Projects, public; POST creates one of the caller's."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    pagination_class = Pagination
+
+    class ProjectInput(serializers.Serializer):
+        name = serializers.CharField(max_length=100)
+        chroots = _chroot_names()
+        description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        parameters=[OpenApiParameter("owner", str, description="Only this user's projects.")],
+        responses=ProjectOutput(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        projects = Project.objects.select_related("owner").prefetch_related(
+            Prefetch("chroots", queryset=Chroot.objects.only("id", "name"))
+        )
+        owner = request.query_params.get("owner")
+        if owner:
+            projects = projects.filter(owner__username=owner)
+        return _paginated(self, request, projects, ProjectOutput)
+
+    @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
+    def post(self, request: Request) -> Response:
+        data = self.ProjectInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.create_project(owner=request.user, **data.validated_data)
+        return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailView(APIView):
+    """One project, public."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses=ProjectOutput)
+    def get(self, request: Request, owner: str, name: str) -> Response:
+        return Response(ProjectOutput(_project((owner, name))).data)
+
+
+# --- builds -----------------------------------------------------------------------------
+
+
+class BuildListView(APIView):
+    """Builds, newest first, public; POST submits one from an upload, a git repository or a URL."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    pagination_class = Pagination
+
+    class BuildListFilter(serializers.Serializer):
+        project = FullNameField(required=False)
+
+    class BuildInput(serializers.Serializer):
+        project = FullNameField()
+        chroots = _chroot_names(
+            required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
+        )
+        source_type = serializers.ChoiceField(
+            choices=Build.SourceType.choices, required=False, help_text='"upload" when source_file is sent.'
+        )
+        source_file = serializers.FileField(
+            required=False, allow_empty_file=True, use_url=False, help_text="A .spec or .src.rpm file."
+        )
+        clone_url = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, max_length=sources.MAX_URL
+        )
+        committish = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, max_length=sources.MAX_COMMITTISH
+        )
+        spec = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, max_length=sources.MAX_SPEC_PATH
+        )
+        url = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, max_length=sources.MAX_URL
+        )
+
+        def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+            """Exactly one source, with the fields of its type and no others."""
+            given = [name for fields in SOURCE_FIELDS.values() for name in fields if data.get(name)]
+            kind = data.get("source_type") or (Build.SourceType.UPLOAD if "source_file" in given else None)
+            if kind is None:
+                raise serializers.ValidationError(
+                    {
+                        "source_type": 'Give one source: a source_file, or source_type "scm" '
+                        '(clone_url, committish, spec) or "url" (url).'
+                    }
+                )
+            errors = {
+                name: f'Give one source: source_type "{kind}" does not take {name}.'
+                for name in given
+                if name not in SOURCE_FIELDS[kind]
+            }
+            errors.update(
+                {
+                    name: f'This field is required with source_type "{kind}".'
+                    for name in REQUIRED_SOURCE_FIELDS[kind]
+                    if not data.get(name)
+                }
+            )
+            if errors:
+                raise serializers.ValidationError(errors)
+            data["source_type"] = kind
+            return data
+
+    @extend_schema(parameters=[BuildListFilter], responses=BuildOutput(many=True))
+    def get(self, request: Request) -> Response:
+        query = self.BuildListFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        builds = _builds()
+        if "project" in query.validated_data:
+            builds = builds.filter(project=_project(query.validated_data["project"]))
+        return _paginated(self, request, builds, BuildOutput)
+
+    @extend_schema(
+        request={"multipart/form-data": BuildInput, "application/json": BuildInput},
+        responses={201: BuildOutput},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.BuildInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = _project(data.validated_data["project"])
+        if not project.can_build(request.user):
+            raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
+        upload: UploadedFile | None = data.validated_data.get("source_file")
+        build = services.submit_build(
+            project=project,
+            submitter=request.user,
+            chroots=data.validated_data.get("chroots"),
+            source=_checked_source(data.validated_data, upload),
+            upload=upload,
+        )
+        return Response(_output(request, build.pk), status=status.HTTP_201_CREATED)
+
+
+def _checked_source(data: dict[str, Any], upload: UploadedFile | None) -> Source:
+    """The source checked by builds.sources; a SourceError names the field (HTTP 400)."""
+    if upload is not None:
+        return sources.check_upload(upload)
+    if data["source_type"] == Build.SourceType.SCM:
+        return sources.check_scm(
+            clone_url=data["clone_url"], committish=data.get("committish", ""), spec=data["spec"]
+        )
+    return sources.check_url(url=data["url"])
+
+
+def _output(request: Request, build_id: int) -> dict[str, Any]:
+    return BuildOutput(_build(build_id), context={"request": request}).data
+
+
+class BuildDetailView(APIView):
+    """One build with its chroots, and links to their logs and results; public."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+
+    @extend_schema(responses=BuildOutput)
+    def get(self, request: Request, build_id: int) -> Response:
+        return Response(_output(request, build_id))
+
+
+class BuildCancelView(APIView):
+    """Cancel every unfinished phase of a build (409 once it has finished)."""
+
+    @extend_schema(operation_id="builds_cancel", request=None, responses=BuildOutput)
+    def post(self, request: Request, build_id: int) -> Response:
+        build = services.cancel_build(build_id=build_id, user=request.user)
+        return Response(_output(request, build.pk))
+
+
+class BuildResubmitView(APIView):
+    """Submit a finished build's source again as a new build, for some or all of its chroots."""
+
+    class ResubmitInput(serializers.Serializer):
+        chroots = _chroot_names(
+            required=False, allow_empty=False, help_text="Leave out to build for the same chroots."
+        )
+        ssh_public_keys = serializers.CharField(
+            required=False, allow_blank=True, trim_whitespace=False, help_text="Not available yet."
+        )
+        use_saved_keys = serializers.BooleanField(
+            required=False, default=False, help_text="Not available yet."
+        )
+
+        def validate_ssh_public_keys(self, value: str) -> str:
+            if value.strip():
+                raise serializers.ValidationError(NO_SSH_YET)
+            return value
+
+        def validate_use_saved_keys(self, value: bool) -> bool:
+            if value:
+                raise serializers.ValidationError(NO_SSH_YET)
+            return value
+
+    @extend_schema(operation_id="builds_resubmit", request=ResubmitInput, responses={201: BuildOutput})
+    def post(self, request: Request, build_id: int) -> Response:
+        data = self.ResubmitInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        build = Build.objects.select_related("project__owner").filter(pk=build_id).first()
+        if build is None:
+            raise NotFoundError("No such build.")
+        new = services.resubmit_build(
+            build=build, user=request.user, chroots=data.validated_data.get("chroots")
+        )
+        return Response(_output(request, new.pk), status=status.HTTP_201_CREATED)
