@@ -7,6 +7,7 @@ HTML, and it must never render as a page of this site.
 from __future__ import annotations
 
 import mimetypes
+import os
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -47,15 +48,16 @@ def build_log(request: HttpRequest, build_id: int, chroot: str, name: str) -> Ht
     if not offset_text.isdigit() or len(offset_text) > 15:
         return HttpResponse("offset must be a whole number of bytes\n", status=400, content_type="text/plain")
     offset = int(offset_text)
-    if not path.is_file():
-        response = HttpResponse(b"", content_type="text/plain; charset=utf-8")
-        response["X-Log-Size"] = "0"
-        return response
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(4 * 1024 * 1024)
+    data = b""
+    size = 0
+    if path.is_file():
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(min(offset, size))
+            data = handle.read(4 * 1024 * 1024)
     response = HttpResponse(data, content_type="text/plain; charset=utf-8")
-    response["X-Log-Size"] = str(offset + len(data))
+    # Where the next read should start: never past what exists.
+    response["X-Log-Size"] = str(min(offset, size) + len(data))
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-cache"
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from pathlib import Path
@@ -81,6 +82,8 @@ def submit_build(
     except BaseException:
         if stored is not None:
             stored.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                stored.parent.rmdir()
         raise
     log.info("build %s submitted to %s by %s", build.pk, project.full_name, submitter.pk)
     return build
@@ -96,11 +99,12 @@ def _request_srpm_lease(build: Build, srpm: SrpmPhase) -> None:
     )
     srpm.lease = lease
     srpm.save(update_fields=["lease"])
-    storage.backend_log(
-        srpm.storage_dir,
+    message = (
         f"Build #{build.pk} of {build.project.full_name} submitted by {build.submitter.get_username()}; "
-        f"waiting for a builder ({settings.COPRSSH_SRPM_ARCH}, lease #{lease.pk}).",
+        f"waiting for a builder ({settings.COPRSSH_SRPM_ARCH}, lease #{lease.pk})."
     )
+    # Written once the build exists for good: a rolled-back submit leaves no log behind.
+    transaction.on_commit(lambda: storage.backend_log(srpm.storage_dir, message))
 
 
 def request_chroot_leases(build: Build) -> None:

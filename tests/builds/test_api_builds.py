@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -109,9 +110,11 @@ def project(user):
 
 def make_build(project: Any, user: Any, chroots: list[str] | None = None) -> Build:
     upload = spec_upload()
-    return services.submit_build(
-        project=project, submitter=user, chroots=chroots, source=check_upload(upload), upload=upload
-    )
+    # As after a real commit: backend.log is written once the build exists for good.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return services.submit_build(
+            project=project, submitter=user, chroots=chroots, source=check_upload(upload), upload=upload
+        )
 
 
 def finished_build(project: Any, user: Any, **kwargs: Any) -> Build:
