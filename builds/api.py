@@ -183,6 +183,11 @@ class BuildOutput(serializers.Serializer):
         source="srpm.state", allow_null=True, help_text="State of the SRPM phase (same values as state)."
     )
     source_type = serializers.ChoiceField(choices=Build.SourceType.choices)
+    source_filename = serializers.CharField(help_text="The uploaded or downloaded file's name.")
+    clone_url = serializers.CharField()
+    committish = serializers.CharField()
+    spec = serializers.CharField(help_text="Spec path in the repository (scm).")
+    url = serializers.CharField()
     package_name = serializers.CharField()
     package_version = serializers.CharField()
     submitter = serializers.CharField(source="submitter.get_username")
