@@ -180,9 +180,9 @@ def test_list_builds_shows_the_projects_builds_newest_first(cli, submit):
     table = cli.ok("list-builds", "alice/hello").stdout.splitlines()
 
     assert table[0].split() == ["ID", "STATE", "SOURCE", "CHROOTS", "SUBMITTED"]
-    # The API shows the source's type, not its file name, until the SRPM phase names the package.
-    assert table[1].split()[:4] == [str(second), "pending", "upload", CHROOTS[0]]
-    assert table[2].split()[:3] == [str(first), "pending", "upload"]
+    # Until the SRPM phase names the package, the source is shown by its file name.
+    assert table[1].split()[:4] == [str(second), "pending", "hello-coprssh.spec", CHROOTS[0]]
+    assert table[2].split()[:3] == [str(first), "pending", "hello-coprssh.spec"]
     assert ", ".join(sorted(CHROOTS)) in table[2]
     listed = json.loads(cli.ok("list-builds", "hello", "--json").stdout)
     assert [b["id"] for b in listed] == [second, first]
