@@ -165,6 +165,8 @@ class Phase(models.Model):
     log_size = models.PositiveBigIntegerField(default=0)
     # A watcher holds the phase until this time; another may take over after it.
     watch_until = models.DateTimeField(null=True, blank=True)
+    # Since when the builder has not answered; the phase fails when this lasts too long.
+    unreachable_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -74,9 +74,11 @@ def start(builder: Builder, *, workdir: str, job: dict, files: dict[str, Path]) 
                 handle.write(json.dumps(job))
             # setsid: the agent leads its own process group (cancel signals the group) and
             # outlives this SSH session.
+            # The parentheses matter: under bash, `a && b &` backgrounds a subshell that keeps
+            # the SSH channel open until the agent exits; `(b &)` returns at once.
             command = (
-                f"cd {shlex.quote(workdir)} && setsid python3 {AGENT_NAME} run {shlex.quote(workdir)}"
-                " > agent.out 2>&1 < /dev/null &"
+                f"cd {shlex.quote(workdir)} && (setsid python3 {AGENT_NAME} run {shlex.quote(workdir)}"
+                " > agent.out 2>&1 < /dev/null &)"
             )
             _run(conn, command)
     except (RunnerError, ProviderError):

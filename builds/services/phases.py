@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 40
 POLL_INTERVAL = 1.0
+# A builder that does not answer for this long fails its phase (and is not reused).
+UNREACHABLE_LIMIT = timedelta(minutes=5)
+UNREACHABLE_PAUSE = 5.0
 CLAIM = timedelta(seconds=WATCH_SECONDS + 50)
 SRPM_RESULTS = re.compile(r".+\.(src\.rpm|spec)")
 RPM_RESULTS = re.compile(r".+\.rpm")
@@ -189,7 +192,29 @@ def watch_phase(*, kind: str, phase_id: int, seconds: float = WATCH_SECONDS) -> 
             if _lease_gone(phase):
                 finish_phase(phase, state=State.FAILED, reason="the builder was lost (its lease ended)")
                 return load(kind, phase_id)
+            since = phase.unreachable_since or timezone.now()
+            if phase.unreachable_since is None:
+                model.objects.filter(pk=phase_id).update(unreachable_since=since)
+                phase.unreachable_since = since
+            past_limit = phase.started_at is not None and timezone.now() - phase.started_at > _overall_limit()
+            if past_limit or timezone.now() - since > UNREACHABLE_LIMIT:
+                finish_phase(
+                    phase,
+                    state=State.FAILED,
+                    reason=f"the builder stopped answering ({exc})",
+                    lease_reason=Lease.EndReason.FAILED,
+                )
+                return load(kind, phase_id)
+            time.sleep(min(UNREACHABLE_PAUSE, seconds))  # no busy loop against a builder that refuses us
             break
+        if phase.unreachable_since is not None:
+            model.objects.filter(pk=phase_id).update(unreachable_since=None)
+            phase.unreachable_since = None
+        if phase.started_at and timezone.now() - phase.started_at > _overall_limit():
+            # The agent enforces the time limit itself; this catches an agent that does not.
+            runner_stop_quietly(phase)
+            finish_phase(phase, state=State.FAILED, reason="the build ran past its time limit")
+            return load(kind, phase_id)
         if progress.log:
             _store_log(phase, progress.log)
         current = model.objects.filter(pk=phase_id).values_list("state", flat=True).first()
@@ -207,6 +232,19 @@ def watch_phase(*, kind: str, phase_id: int, seconds: float = WATCH_SECONDS) -> 
         model.objects.filter(pk=phase_id, state=State.RUNNING).update(watch_until=None)
         queue_watch(kind, phase_id)
     return load(kind, phase_id)
+
+
+def _overall_limit() -> timedelta:
+    # A little slack, so that the agent's own limit (which reports properly) normally fires first.
+    limit = timedelta(seconds=settings.COPRSSH_BUILD_TIMEOUT)
+    return limit + min(timedelta(minutes=10), limit / 10)
+
+
+def runner_stop_quietly(phase: Phase) -> None:
+    try:
+        runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
+    except runner.RunnerError as exc:
+        log.warning("stopping %s: %s", phase, exc)
 
 
 def _lease_gone(phase: Phase) -> bool:
@@ -232,7 +270,9 @@ def _store_log(phase: Phase, data: bytes) -> None:
 # --- finish --------------------------------------------------------------------------
 
 
-def finish_phase(phase: Phase, *, state: str, reason: str = "") -> None:
+def finish_phase(
+    phase: Phase, *, state: str, reason: str = "", lease_reason: str = Lease.EndReason.BUILD_FINISHED
+) -> None:
     """Fetch what the phase made, record its end, release its builder, move the build on."""
     build = phase.build
     final = {"succeeded": State.SUCCEEDED, "failed": State.FAILED, "canceled": State.CANCELED}.get(
@@ -278,8 +318,8 @@ def finish_phase(phase: Phase, *, state: str, reason: str = "") -> None:
     if fetched:
         summary += "; kept " + ", ".join(fetched)
     storage.backend_log(phase.storage_dir, summary + ".")
-    # The build's outcome says nothing bad about the builder: it goes back to its sandbox.
-    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.BUILD_FINISHED)
+    # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
+    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=lease_reason)
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:
@@ -304,15 +344,18 @@ def _skip_chroots(build_id: int, reason: str) -> None:
 def stop_phase(*, kind: str, phase_id: int) -> None:
     """Stop a canceled phase's agent on its builder and give the builder back."""
     phase = load(kind, phase_id)
-    if phase is None or phase.lease_id is None:
+    if phase is None or phase.lease_id is None or phase.state != State.CANCELED:
         return
-    if phase.remote_dir and phase.lease and phase.lease.builder:
-        try:
-            runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
-        except runner.RunnerError as exc:
-            storage.backend_log(phase.storage_dir, f"Could not stop the build on the builder: {exc}")
-            builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
-            return
+    if not phase.remote_dir or phase.lease is None or phase.lease.builder is None:
+        # Nothing was started where we could find it: the builder is not trusted to be idle.
+        builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+        return
+    try:
+        runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
+    except runner.RunnerError as exc:
+        storage.backend_log(phase.storage_dir, f"Could not stop the build on the builder: {exc}")
+        builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+        return
     storage.backend_log(phase.storage_dir, "Stopped on the builder.")
     builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
 

@@ -140,11 +140,17 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
             model = type(phase)
             reason = f"canceled by {user.get_username()}"
             # Conditional updates: a phase may move from pending to starting meanwhile.
-            if model.objects.filter(pk=phase.pk, state__in=[State.STARTING, State.RUNNING]).update(
+            if model.objects.filter(pk=phase.pk, state=State.RUNNING).update(
                 state=State.CANCELED, ended_at=now, status_reason=reason
             ):
                 kind = "srpm" if isinstance(phase, SrpmPhase) else "rpm"
                 transaction.on_commit(_queue_stop(kind, phase.pk))
+            elif model.objects.filter(pk=phase.pk, state=State.STARTING).update(
+                state=State.CANCELED, ended_at=now, status_reason=reason
+            ):
+                # Its agent is being started right now: phase_ready sees the cancel when it
+                # is done and stops the agent itself (it alone knows where it runs).
+                pass
             elif model.objects.filter(pk=phase.pk, state=State.PENDING).update(
                 state=State.CANCELED, ended_at=now, status_reason=reason
             ):
