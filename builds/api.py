@@ -61,8 +61,8 @@ def _project(full_name: tuple[str, str]) -> Project:
 
 def _builds() -> QuerySet[Build]:
     """Builds with everything their output shows, in a fixed number of queries."""
-    return Build.objects.select_related("project__owner", "submitter", "srpm").prefetch_related(
-        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot"))
+    return Build.objects.select_related("project__owner", "submitter", "srpm__lease").prefetch_related(
+        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot", "lease"))
     )
 
 
@@ -142,7 +142,7 @@ class SrpmOutput(PhaseOutput):
     """The SRPM phase: source in, SRPM and spec out."""
 
     state = serializers.ChoiceField(choices=State.choices)
-    status_reason = serializers.CharField()
+    status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
     started = serializers.DateTimeField(source="started_at", allow_null=True)
     ended = serializers.DateTimeField(source="ended_at", allow_null=True)
     logs = serializers.SerializerMethodField()
@@ -157,7 +157,7 @@ class BuildChrootOutput(PhaseOutput):
 
     name = serializers.CharField(source="chroot.name")
     state = serializers.ChoiceField(choices=State.choices)
-    status_reason = serializers.CharField()
+    status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
     started = serializers.DateTimeField(source="started_at", allow_null=True)
     ended = serializers.DateTimeField(source="ended_at", allow_null=True)
     logs = serializers.SerializerMethodField()

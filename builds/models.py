@@ -175,6 +175,13 @@ class Phase(models.Model):
     def is_finished(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def reason(self) -> str:
+        """Why the phase is where it is: its own reason, or why its lease still waits."""
+        if self.status_reason or self.state != State.PENDING or self.lease is None:
+            return self.status_reason
+        return self.lease.queue_reason
+
 
 class SrpmPhase(Phase):
     """The SRPM phase of a build: source in, SRPM and spec out."""

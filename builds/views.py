@@ -29,7 +29,7 @@ def _project(owner: str, name: str) -> Project:
 
 def _build(build_id: int) -> Build:
     return get_object_or_404(
-        Build.objects.select_related("project__owner", "submitter", "srpm", "resubmitted_from"), pk=build_id
+        Build.objects.select_related("project__owner", "submitter", "srpm__lease", "resubmitted_from"), pk=build_id
     )
 
 
@@ -171,7 +171,7 @@ class PhaseView:
         return {
             "key": self.key,
             "state": phase.state,
-            "status_reason": phase.status_reason,
+            "status_reason": phase.reason,
             "finished": phase.is_finished,
             "started_at": format_time(phase.started_at),
             "ended_at": format_time(phase.ended_at),
@@ -183,7 +183,7 @@ class PhaseView:
 
 def _phase_views(build: Build) -> list[PhaseView]:
     phases: list[tuple[str, SrpmPhase | BuildChroot]] = [("srpm", build.srpm)]
-    phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot")]
+    phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease")]
     views = []
     for key, phase in phases:
         results = [
