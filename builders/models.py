@@ -185,6 +185,8 @@ class Lease(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     max_expires_at = models.DateTimeField(null=True, blank=True)
     warned_at = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the lease token given to copr-builder; the token itself is never stored.
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
 

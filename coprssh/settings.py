@@ -249,6 +249,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a `state` field with different choices; name their enums apart.
+    "ENUM_NAME_OVERRIDES": {
+        "BuildStateEnum": "builds.models.State",
+        "LeaseStateEnum": "builders.models.Lease.State",
+    },
 }
 
 # django-q2 on the ORM broker. The broker hands a task out again once `retry` seconds pass

@@ -14,6 +14,7 @@ api_v1 = [
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("keys.api_urls")),
     path("", include("builds.api_urls")),
+    path("", include("builders.api_urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,115 @@
+"""API v1 for copr-builder: the lease token can read, prolong and release its own lease, nothing else.
+
+The LeaseToken scheme is accepted on these views only; every other endpoint ignores it.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import extend_schema
+from rest_framework import authentication, exceptions, serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from builders import services
+from builders.models import Lease
+
+
+class LeaseTokenAuthentication(authentication.BaseAuthentication):
+    """`Authorization: LeaseToken <token>`: acts for the lease's owner, on that lease only."""
+
+    keyword = "LeaseToken"
+
+    def authenticate(self, request: Request):  # noqa: ANN201 - DRF's (user, auth) pair or None
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].decode("latin-1") != self.keyword:
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Give the lease token after LeaseToken.")
+        try:
+            token = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("The lease token is not valid.") from None
+        lease = services.lease_for_token(token)
+        if lease is None:
+            raise exceptions.AuthenticationFailed("The lease has ended or the token is not valid.")
+        return lease.owner, lease
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class LeaseTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "builders.api.LeaseTokenAuthentication"
+    name = "leaseToken"
+
+    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "LeaseToken <token>",
+        }
+
+
+class LeaseOutput(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.get_username")
+
+    class Meta:
+        model = Lease
+        fields = [
+            "id",
+            "state",
+            "purpose",
+            "owner",
+            "started_at",
+            "expires_at",
+            "max_expires_at",
+            "end_reason",
+        ]
+
+
+class _LeaseTokenView(APIView):
+    authentication_classes = [LeaseTokenAuthentication]
+
+    def lease(self, request: Request) -> Lease:
+        lease = request.auth
+        assert isinstance(lease, Lease)
+        return lease
+
+    def via(self, request: Request) -> services.Via:
+        return services.Via(user=request.user, source="builder", remote_addr=request.META.get("REMOTE_ADDR"))
+
+
+class LeaseView(_LeaseTokenView):
+    """The caller's lease, as it is now."""
+
+    @extend_schema(responses=LeaseOutput)
+    def get(self, request: Request) -> Response:
+        return Response(LeaseOutput(self.lease(request)).data)
+
+
+class LeaseProlongView(_LeaseTokenView):
+    """Add hours to the lease's expiry; 400 past its cap (the message names the latest time)."""
+
+    class ProlongInput(serializers.Serializer):
+        hours = serializers.IntegerField(min_value=1, max_value=48, default=1)
+
+    @extend_schema(request=ProlongInput, responses=LeaseOutput)
+    def post(self, request: Request) -> Response:
+        data = self.ProlongInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        lease = services.prolong_lease(
+            lease_id=self.lease(request).pk, hours=data.validated_data["hours"], via=self.via(request)
+        )
+        return Response(LeaseOutput(lease).data)
+
+
+class LeaseReleaseView(_LeaseTokenView):
+    """End the lease now; its builder is deleted."""
+
+    @extend_schema(request=None, responses=LeaseOutput)
+    def post(self, request: Request) -> Response:
+        lease = services.release_lease(lease_id=self.lease(request).pk, via=self.via(request))
+        return Response(LeaseOutput(lease).data)
