@@ -58,6 +58,7 @@ def tick() -> dict[str, object]:
     started = time.monotonic()
     steps: list[tuple[str, Callable[[], object]]] = [
         ("expired", services.expire_leases),
+        ("warned", services.warn_expiring),
         ("promoted", services.promote_all_queued),
         ("assigned", services.assign_waiting_leases),
         ("started", services.ensure_capacity),

@@ -117,6 +117,8 @@ class Build(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
     )
     ssh = models.BooleanField(default=False)
+    # SSH builds: the public keys to deploy, as canonical `type base64 comment` lines.
+    ssh_keys = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)

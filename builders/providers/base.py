@@ -98,3 +98,7 @@ class Provider(abc.ABC):
     def authorized_keys_path(self, machine: Machine) -> str:
         """Where the service writes the machine's authorized_keys (an SFTP path; relative = login home)."""
         return ".ssh/authorized_keys"
+
+    def state_dir(self, machine: Machine) -> str:
+        """Where the service keeps the lease file and copr-builder on the machine (COPRSSH_STATE_DIR there)."""
+        return "/etc/coprssh"

@@ -229,6 +229,10 @@ class LocalProvider(Provider):
         self._check_name(machine.provider_id)
         return str(self._sandbox(machine.provider_id).authorized_keys)
 
+    def state_dir(self, machine: Machine) -> str:
+        self._check_name(machine.provider_id)
+        return str(self._sandbox(machine.provider_id).dir)
+
     # -- Starting sshd ------------------------------------------------------------------------------
 
     def _sshd_config(self, box: _Sandbox, port: int) -> str:
@@ -262,6 +266,9 @@ class LocalProvider(Provider):
             "LogLevel VERBOSE",
             # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
             "Subsystem sftp internal-sftp",
+            # Where the service puts this builder's lease file and copr-builder (all local machines
+            # share one account, so /etc/coprssh would be shared too).
+            f"SetEnv COPRSSH_STATE_DIR={box.dir}",
         ]
         if self._version() >= PER_SOURCE_PENALTIES_SINCE:
             lines.append("PerSourcePenalties no")

@@ -1,5 +1,6 @@
 """State changes of the builders app. Callers import from here."""
 
+from builders.services.access import Access, DeployError, deploy_ssh_access, warn_expiring
 from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
 from builders.services.leases import (
     assign_waiting_leases,
@@ -28,6 +29,10 @@ from builders.services.machines import (
 from builders.services.quota import quota_for, slot_holders
 
 __all__ = [
+    "Access",
+    "DeployError",
+    "deploy_ssh_access",
+    "warn_expiring",
     "TASK",
     "TICK",
     "LeaseNotActive",

@@ -9,6 +9,7 @@ from builds.services.phases import (
     watch_phase,
 )
 from builds.services.projects import active_chroots, create_project
+from builds.services.ssh import resubmit_with_ssh
 from builds.services.submit import cancel_build, resubmit_build, submit_build
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "phase_ready",
     "rescue_phases",
     "resubmit_build",
+    "resubmit_with_ssh",
     "stop_phase",
     "submit_build",
     "update_build_state",

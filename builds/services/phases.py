@@ -34,6 +34,7 @@ UNREACHABLE_PAUSE = 5.0
 CLAIM = timedelta(seconds=WATCH_SECONDS + 50)
 SRPM_RESULTS = re.compile(r".+\.(src\.rpm|spec)")
 RPM_RESULTS = re.compile(r".+\.rpm")
+SPEC_ONLY = re.compile(r".+\.spec")
 
 Phase = SrpmPhase | BuildChroot
 
@@ -90,8 +91,10 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     )
     try:
         job, files = _job(phase)
+        if phase.build.ssh:
+            _open_ssh_access(phase, workdir)
         runner.start(builder, workdir=workdir, job=job, files=files)
-    except (runner.RunnerError, ProviderError) as exc:
+    except (runner.RunnerError, ProviderError, builders.DeployError) as exc:
         _fail_start(phase, str(getattr(exc, "message", exc)))
         return load(kind_of(phase), phase.pk)
     now = timezone.now()
@@ -149,6 +152,36 @@ def _fail_start(phase: Phase, reason: str) -> None:
         update_build_state(phase.build_id)
     # A builder we could not use is not trusted for the next build either.
     builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+
+
+def _open_ssh_access(phase: Phase, workdir: str) -> None:
+    """Before an SSH build starts: the user's keys, copr-builder and the lease file on the builder."""
+    from builds.services.ssh import keys_of, rerun_command
+
+    build = phase.build
+    chroot = "srpm" if isinstance(phase, SrpmPhase) else phase.chroot.name
+    info = {
+        "build_id": build.pk,
+        "chroot": chroot,
+        "project": build.project.full_name,
+        "workdir": workdir,
+        "rerun": rerun_command(phase, workdir),
+        "results": f"{workdir}/results",
+    }
+    access = builders.deploy_ssh_access(
+        lease_id=phase.lease_id, keys=keys_of(build), info=info, via=builders.TASK
+    )
+    expires = timezone.localtime(access.expires_at)
+    lines = [
+        f"SSH access is ready: {access.ssh_command}",
+        "Keys deployed: " + ", ".join(access.key_fingerprints),
+        f"Host key (pinned by the service): {access.host_key_fingerprint}",
+        f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
+        "the default lifetime after the build ends; prolong it from the build page, the API, the CLI or the builder.",
+        f"On the builder, run `{access.tool} help`.",
+    ]
+    for line in lines:
+        storage.backend_log(phase.storage_dir, line)
 
 
 def _queue_stop_after_commit(kind: str, phase_id: int) -> None:
@@ -279,7 +312,19 @@ def finish_phase(
         state, State.FAILED
     )
     fetched: list[str] = []
-    if final == State.SUCCEEDED:
+    if build.ssh:
+        # Nothing built on a user's builder is trusted: only the spec (and the logs) come back.
+        if isinstance(phase, SrpmPhase):
+            try:
+                fetched = runner.fetch_results(
+                    phase.lease.builder,
+                    workdir=phase.remote_dir,
+                    target=storage.ensure_dir(phase.storage_dir),
+                    only=SPEC_ONLY,
+                )
+            except runner.RunnerError as exc:
+                log.warning("fetching the spec of %s: %s", phase, exc)
+    elif final == State.SUCCEEDED:
         target = storage.ensure_dir(phase.storage_dir)
         pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
         try:
@@ -304,7 +349,7 @@ def finish_phase(
         )
         if not moved:
             return
-        if isinstance(phase, SrpmPhase):
+        if isinstance(phase, SrpmPhase) and not build.ssh:
             if final == State.SUCCEEDED:
                 from builds.services.submit import request_chroot_leases
 
@@ -318,6 +363,17 @@ def finish_phase(
     if fetched:
         summary += "; kept " + ", ".join(fetched)
     storage.backend_log(phase.storage_dir, summary + ".")
+    if build.ssh and lease_reason == Lease.EndReason.BUILD_FINISHED:
+        # The user's builder stays for debugging: the default lifetime counts from now.
+        try:
+            lease = builders.keep_after_work(lease_id=phase.lease_id, finished_at=now)
+        except builders.LeaseNotActive:
+            return
+        until = timezone.localtime(lease.expires_at)
+        storage.backend_log(
+            phase.storage_dir, f"The builder is kept for debugging until {until:%Y-%m-%d %H:%M:%S %Z}."
+        )
+        return
     # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
     builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=lease_reason)
 

@@ -1,0 +1,206 @@
+"""SSH access to a leased builder: deploy the user's keys, copr-builder and the lease file; warn before expiry.
+
+Every line of authorized_keys is built here from parsed keys: options the service sets,
+the key type and blob, and a service comment. Nothing the user typed reaches the file.
+Files go up with SFTP into a temporary name and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import secrets
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from builders import ssh
+from builders.admin_key import admin_key
+from builders.copr_builder import SCRIPT as COPR_BUILDER
+from builders.models import AuditEvent, Builder, Lease
+from builders.providers.base import ProviderError
+from builders.services.common import TICK, LeaseNotActive, Via, audit
+from builders.services.leases import issue_lease_token
+from builders.services.machines import machine_of, provider_for
+from coprssh.exceptions import ServiceError
+from keys.parser import PublicKey
+
+log = logging.getLogger(__name__)
+
+# authorized_keys also expires on the builder's own clock, a little after the hard cap.
+KEY_EXPIRY_SLACK = timedelta(minutes=15)
+
+
+class DeployError(ServiceError):
+    """Access could not be set up on the builder."""
+
+
+@dataclass(frozen=True)
+class Access:
+    """What a user needs to log in, as deployed."""
+
+    user: str
+    host: str
+    port: int
+    ipv4: str | None
+    ipv6: str | None
+    ssh_command: str
+    host_key: str
+    host_key_fingerprint: str
+    key_fingerprints: list[str]
+    expires_at: datetime
+    tool: str
+
+
+def authorized_keys_lines(*, lease: Lease, keys: list[PublicKey], admin_line: str) -> str:
+    """The whole authorized_keys file: the service's key, then each user key with our options."""
+    cap = (lease.max_expires_at or timezone.now()) + KEY_EXPIRY_SLACK
+    expiry = cap.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+    lines = [admin_line.strip()]
+    for key in keys:
+        lines.append(f'no-agent-forwarding,expiry-time="{expiry}" {key.key_type} {key.data} lease-{lease.pk}')
+    return "\n".join(lines) + "\n"
+
+
+def host_key_fingerprint(host_key_line: str) -> str:
+    from keys.parser import parse_key_line
+
+    try:
+        return parse_key_line(host_key_line).fingerprint
+    except ValueError:
+        return ""
+
+
+def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, object], via: Via) -> Access:
+    """Install keys, the lease file and copr-builder on an active SSH lease's builder."""
+    lease = Lease.objects.select_related("builder__pool", "owner").filter(pk=lease_id).first()
+    if lease is None or not lease.ssh or lease.state != Lease.State.ACTIVE or lease.builder is None:
+        raise LeaseNotActive(f"Lease #{lease_id} is not an active SSH lease.")
+    if not keys:
+        raise DeployError("No public key to deploy.")
+    builder: Builder = lease.builder
+    machine = machine_of(builder)
+    provider = provider_for(builder.pool)
+    keys_path = provider.authorized_keys_path(machine)
+    state_dir = provider.state_dir(machine)
+    tool = posixpath.join(state_dir, "copr-builder")
+    token = issue_lease_token(lease_id=lease.pk)
+    lease_file = {
+        **info,
+        "api_url": settings.COPRSSH_PUBLIC_URL,
+        "token": token,
+        "lease_id": lease.pk,
+        "owner": lease.owner.get_username(),
+        "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
+        "max_expires_at": lease.max_expires_at.isoformat() if lease.max_expires_at else None,
+    }
+    content = authorized_keys_lines(lease=lease, keys=keys, admin_line=admin_key().public_line)
+    try:
+        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=15) as conn:
+            ssh.run(
+                conn, f"mkdir -p -m 0700 {_quote(state_dir)} {_quote(posixpath.dirname(keys_path) or '.')}"
+            )
+            sftp = conn.sftp()
+            _put_atomic(sftp, keys_path, content.encode(), 0o600)
+            _put_atomic(
+                sftp,
+                posixpath.join(state_dir, "lease.json"),
+                json.dumps(lease_file, indent=2).encode(),
+                0o600,
+            )
+            _put_atomic(sftp, tool, COPR_BUILDER.read_bytes(), 0o755)
+            _put_atomic(sftp, posixpath.join(state_dir, "motd"), _motd(lease, info, tool).encode(), 0o644)
+            if state_dir == "/etc/coprssh":
+                # A whole machine of its own: copr-builder on PATH, and the message of the day.
+                ssh.run(conn, f"ln -sf {tool} /usr/local/bin/copr-builder && cp {state_dir}/motd /etc/motd")
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise DeployError(f"Could not set up SSH access on {builder}: {type(exc).__name__}: {exc}") from None
+    fingerprints = [key.fingerprint for key in keys]
+    with transaction.atomic():
+        audit(
+            AuditEvent.Action.KEYS_DEPLOYED,
+            via=via,
+            lease=lease,
+            detail="keys " + ", ".join(fingerprints),
+        )
+    host = builder.host or ""
+    return Access(
+        user=builder.login_user,
+        host=host,
+        port=builder.port,
+        ipv4=builder.ipv4,
+        ipv6=builder.ipv6,
+        ssh_command=ssh.format_ssh_command(builder.login_user, host, builder.port),
+        host_key=builder.host_key,
+        host_key_fingerprint=host_key_fingerprint(builder.host_key),
+        key_fingerprints=fingerprints,
+        expires_at=lease.expires_at,
+        tool=tool,
+    )
+
+
+def _quote(path: str) -> str:
+    return shlex.quote(path)
+
+
+def _put_atomic(sftp, path: str, data: bytes, mode: int) -> None:  # noqa: ANN001 - paramiko SFTPClient
+    temp = f"{path}.coprssh-{secrets.token_hex(6)}"
+    with sftp.open(temp, "wb") as handle:
+        handle.chmod(mode)
+        handle.write(data)
+    sftp.posix_rename(temp, path)
+
+
+def _motd(lease: Lease, info: dict[str, object], tool: str) -> str:
+    expires = timezone.localtime(lease.expires_at) if lease.expires_at else None
+    lines = [
+        "",
+        f"  coprssh builder for {info.get('project', '')} build #{info.get('build_id', '')} ({info.get('chroot', '')})",
+        f"  lent to {lease.owner.get_username()} until {expires:%Y-%m-%d %H:%M:%S %Z}" if expires else "",
+        "  Nobody else will ever use it; it is deleted when the lease ends.",
+        f"  Run `{tool} help` for how to rerun the build, prolong or release.",
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def warn_expiring(*, now: datetime | None = None) -> list[int]:
+    """Tell logged-in users (`wall`) that their SSH builder goes away soon; each lease is warned once."""
+    from builders.services.quota import quota_for
+
+    now = now or timezone.now()
+    warned: list[int] = []
+    candidates = Lease.objects.filter(
+        state=Lease.State.ACTIVE, ssh=True, warned_at__isnull=True
+    ).select_related("builder", "owner")
+    for lease in candidates.filter(expires_at__lte=now + timedelta(hours=1)):
+        quota = quota_for(lease.owner)
+        if lease.expires_at is None or lease.expires_at - now > quota.warning_before:
+            continue
+        # Claim first: two ticks must not both warn.
+        if not Lease.objects.filter(pk=lease.pk, warned_at__isnull=True).update(warned_at=now):
+            continue
+        minutes = max(int((lease.expires_at - now).total_seconds() // 60), 0)
+        message = (
+            f"coprssh: this builder is deleted in {minutes} min "
+            f"({timezone.localtime(lease.expires_at):%H:%M %Z}). Run `copr-builder prolong` to keep it longer."
+        )
+        try:
+            with ssh.connect(
+                machine_of(lease.builder), key_filename=admin_key().private_path, timeout=10
+            ) as conn:
+                ssh.run(conn, f"wall {_quote(message)} 2>/dev/null; true", timeout=20)
+        except Exception as exc:  # a warning that cannot be delivered is not worth a retry storm
+            log.warning("could not warn lease %s: %s", lease.pk, exc)
+            continue
+        with transaction.atomic():
+            audit(AuditEvent.Action.WARNED, via=TICK, lease=lease, detail=message)
+        warned.append(lease.pk)
+    return warned
