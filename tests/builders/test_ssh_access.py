@@ -1,0 +1,95 @@
+"""Deploying SSH access to a real local builder, and the warning before expiry."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from builders import services
+from builders.models import AuditEvent, Builder, Lease
+from builders.services.machines import machine_of, provider_for
+from keys.parser import parse_keys
+from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
+from tests.builders.conftest_lifecycle import make_pool
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+
+@pytest.fixture
+def pool(db, builders_root):
+    return make_pool(
+        name="local", warm_builders=1, max_builders=2, provider_settings={"root_dir": str(builders_root)}
+    )
+
+
+@pytest.fixture
+def active_ssh_lease(queued, pool, user) -> Lease:
+    [builder_id] = queued.call(services.ensure_capacity)
+    builder = queued.call(services.provision_builder, builder_id=builder_id)
+    assert builder.state == Builder.State.READY, builder.last_error
+    queued.take()
+    lease = queued.call(services.request_lease, owner=user, arch="x86_64", ssh=True, purpose="build #1 x")
+    queued.call(services.assign_waiting_leases)
+    return services.start_lease(lease_id=lease.pk)
+
+
+@pytest.fixture
+def user_key(tmp_path):
+    path = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", 'evil" command=x', "-f", str(path)], check=True
+    )
+    return path
+
+
+def test_deploy_writes_only_service_built_lines_and_the_key_logs_in(active_ssh_lease, user_key, tmp_path):
+    keys = parse_keys(user_key.with_suffix(".pub").read_text()).keys
+    access = services.deploy_ssh_access(
+        lease_id=active_ssh_lease.pk, keys=keys, info={"build_id": 1, "chroot": "x"}, via=services.TASK
+    )
+    builder = Builder.objects.get(pk=active_ssh_lease.builder_id)
+    machine = machine_of(builder)
+    provider = provider_for(builder.pool)
+    lines = open(provider.authorized_keys_path(machine)).read().splitlines()
+    assert len(lines) == 2  # the service's key, then the user's
+    assert lines[1].startswith('no-agent-forwarding,expiry-time="')
+    assert lines[1].endswith(f"{keys[0].key_type} {keys[0].data} lease-{active_ssh_lease.pk}")
+    assert "evil" not in "\n".join(lines)
+    assert access.key_fingerprints == [keys[0].fingerprint]
+    assert access.ssh_command == f"ssh -p {builder.port} root@127.0.0.1"
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{builder.port} {builder.host_key}\n")
+    result = subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
+         "-o", "StrictHostKeyChecking=yes", "-i", str(user_key), "-p", str(builder.port), "root@127.0.0.1",
+         "test -x \"$COPRSSH_STATE_DIR/copr-builder\" && stat -c %a \"$COPRSSH_STATE_DIR/lease.json\""],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "600"
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.KEYS_DEPLOYED, lease=active_ssh_lease).exists()
+
+
+def test_deploy_refuses_a_lease_that_is_not_active(user, user_key):
+    keys = parse_keys(user_key.with_suffix(".pub").read_text()).keys
+    lease = Lease.objects.create(
+        owner=user, sandbox="ssh-q", ssh=True, arch="x86_64", state=Lease.State.QUEUED
+    )
+    with pytest.raises(services.LeaseNotActive):
+        services.deploy_ssh_access(lease_id=lease.pk, keys=keys, info={}, via=services.TASK)
+
+
+def test_expiring_lease_is_warned_once(active_ssh_lease):
+    Lease.objects.filter(pk=active_ssh_lease.pk).update(expires_at=timezone.now() + timedelta(minutes=5))
+    assert services.warn_expiring() == [active_ssh_lease.pk]
+    assert services.warn_expiring() == []
+    event = AuditEvent.objects.get(action=AuditEvent.Action.WARNED)
+    assert "deleted in 4 min" in event.detail or "deleted in 5 min" in event.detail
+
+
+def test_a_lease_far_from_expiry_is_not_warned(active_ssh_lease):
+    assert services.warn_expiring() == []
+    assert Lease.objects.get(pk=active_ssh_lease.pk).warned_at is None
