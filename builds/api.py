@@ -2,7 +2,8 @@
 
 Reading is public, as in Copr: anyone may list projects and builds and follow the links
 to their logs and results. Writing needs a token or a session, and only a project's
-owner (or an admin) may build in it; the services check that again.
+owner (or an admin) may build in it; the services check that again. A resubmission
+given SSH keys runs on SSH builders (builds/api_ssh.py serves those).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from typing import Any
 
 from django.core.files.uploadedfile import UploadedFile
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -18,13 +20,18 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
+from builders import services as builders
 from builds import services, sources, storage
 from builds.files import LOG_NAMES, log_url, result_url
 from builds.models import PROJECT_NAME_RE, Build, BuildChroot, Chroot, Project, SrpmPhase, State
 from builds.sources import Source
+from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
 from coprssh.exceptions import ForbiddenError, NotFoundError
+from keys import services as keys
+from keys.parser import MAX_INPUT_BYTES
 
 # `owner/name`: a Django user name, then a project name.
 FULL_NAME_RE = re.compile(rf"(?P<owner>[\w.@+-]{{1,150}})/(?P<name>{PROJECT_NAME_RE.pattern})")
@@ -38,7 +45,6 @@ REQUIRED_SOURCE_FIELDS = {
     Build.SourceType.SCM: ("clone_url", "spec"),
     Build.SourceType.URL: ("url",),
 }
-NO_SSH_YET = "SSH resubmission is not available yet."
 
 
 class Pagination(LimitOffsetPagination):
@@ -60,9 +66,14 @@ def _project(full_name: tuple[str, str]) -> Project:
 
 
 def _builds() -> QuerySet[Build]:
-    """Builds with everything their output shows, in a fixed number of queries."""
-    return Build.objects.select_related("project__owner", "submitter", "srpm__lease").prefetch_related(
-        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot", "lease"))
+    """Builds with everything their output shows, in a fixed number of queries.
+
+    The leases' builders are joined too: an SSH build shows each phase's SSH builder.
+    """
+    return Build.objects.select_related(
+        "project__owner", "submitter", "srpm__lease__builder"
+    ).prefetch_related(
+        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot", "lease__builder"))
     )
 
 
@@ -87,6 +98,15 @@ class FullNameField(serializers.CharField):
         return match["owner"], match["name"]
 
 
+class KeyLinesField(serializers.CharField):
+    """Key lines as typed; the key parser names each bad line, one with a NUL in it too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, max_length=MAX_INPUT_BYTES, **kwargs)
+        # DRF refuses any NUL for the whole field; the parser refuses it for its line.
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
 def _chroot_names(**kwargs: Any) -> serializers.ListField:
     return serializers.ListField(child=serializers.CharField(max_length=60), max_length=100, **kwargs)
 
@@ -108,6 +128,32 @@ class ProjectOutput(serializers.ModelSerializer):
 class PhaseLogs(serializers.Serializer):
     backend = serializers.URLField(help_text="backend.log: what the service did, as text/plain.")
     builder_live = serializers.URLField(help_text="builder-live.log: the build's own output, as text/plain.")
+
+
+class SshBuilderLink(serializers.Serializer):
+    """The SSH builder of one phase of an SSH build; its `url` has the details, prolong and release."""
+
+    id = serializers.IntegerField(help_text="The SSH builder's id.")
+    state = serializers.CharField(help_text="queued, provisioning, ready, ended or failed.")
+    queue_reason = serializers.CharField(help_text="Why it waits (over quota: who holds the slots).")
+    ssh_command = serializers.SerializerMethodField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.SerializerMethodField()
+
+    @extend_schema_field(
+        serializers.CharField(allow_null=True, help_text="How to log in once ready; shown to its owner only.")
+    )
+    def get_ssh_command(self, view: SshBuilderView) -> str | None:
+        request = self.context.get("request")
+        # Build pages are public; where to log in is the owner's business (and the keys').
+        user_id = request.user.pk if request is not None else None
+        return view.ssh_command if user_id is not None and user_id == view.lease.owner_id else None
+
+    @extend_schema_field(serializers.URLField(help_text="The SSH builder in /api/v1/ssh-builders/."))
+    def get_url(self, view: SshBuilderView) -> str:
+        return reverse(
+            "api-ssh-builder-detail", kwargs={"lease_id": view.id}, request=self.context.get("request")
+        )
 
 
 class PhaseOutput(serializers.Serializer):
@@ -137,6 +183,11 @@ class PhaseOutput(serializers.Serializer):
             if name not in LOG_NAMES and not name.startswith(".")
         ]
 
+    @extend_schema_field(SshBuilderLink(allow_null=True))
+    def get_ssh_builder(self, phase: SrpmPhase | BuildChroot) -> dict[str, Any] | None:
+        view = ssh_builder_of_phase(phase)
+        return None if view is None else SshBuilderLink(view, context=self.context).data
+
 
 class SrpmOutput(PhaseOutput):
     """The SRPM phase: source in, SRPM and spec out."""
@@ -147,6 +198,7 @@ class SrpmOutput(PhaseOutput):
     ended = serializers.DateTimeField(source="ended_at", allow_null=True)
     logs = serializers.SerializerMethodField()
     results = serializers.SerializerMethodField()
+    ssh_builder = serializers.SerializerMethodField()
 
     def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
         return "srpm"
@@ -167,11 +219,6 @@ class BuildChrootOutput(PhaseOutput):
     def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
         assert isinstance(phase, BuildChroot)
         return phase.chroot.name
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_ssh_builder(self, phase: BuildChroot) -> int | None:
-        # SSH builders come with SSH resubmission; until then no chroot has one.
-        return None
 
 
 class BuildOutput(serializers.Serializer):
@@ -374,28 +421,28 @@ class BuildCancelView(APIView):
 
 
 class BuildResubmitView(APIView):
-    """Submit a finished build's source again as a new build, for some or all of its chroots."""
+    """Submit a finished build's source again as a new build; given SSH keys, on SSH builders.
+
+    With keys (pasted lines, `GitHub:user`/`FAS:user` references, or the saved ones) each
+    rebuilt chroot runs on a fresh builder the keys can log in to; when the SRPM phase had
+    failed, that phase runs again on one instead. Over the SSH quota the build is accepted
+    and its builders wait, with the reason in `ssh_builder.queue_reason`.
+    """
 
     class ResubmitInput(serializers.Serializer):
         chroots = _chroot_names(
-            required=False, allow_empty=False, help_text="Leave out to build for the same chroots."
+            required=False,
+            allow_empty=False,
+            help_text="Leave out to build for the same chroots (with SSH: the failed ones, or all).",
         )
-        ssh_public_keys = serializers.CharField(
-            required=False, allow_blank=True, trim_whitespace=False, help_text="Not available yet."
+        ssh_public_keys = KeyLinesField(
+            required=False,
+            allow_blank=True,
+            help_text="Public SSH keys, one per line, and/or GitHub:user, FAS:user references.",
         )
         use_saved_keys = serializers.BooleanField(
-            required=False, default=False, help_text="Not available yet."
+            required=False, default=False, help_text="Deploy the keys saved on your profile too."
         )
-
-        def validate_ssh_public_keys(self, value: str) -> str:
-            if value.strip():
-                raise serializers.ValidationError(NO_SSH_YET)
-            return value
-
-        def validate_use_saved_keys(self, value: bool) -> bool:
-            if value:
-                raise serializers.ValidationError(NO_SSH_YET)
-            return value
 
     @extend_schema(operation_id="builds_resubmit", request=ResubmitInput, responses={201: BuildOutput})
     def post(self, request: Request, build_id: int) -> Response:
@@ -404,7 +451,31 @@ class BuildResubmitView(APIView):
         build = Build.objects.select_related("project__owner").filter(pk=build_id).first()
         if build is None:
             raise NotFoundError("No such build.")
-        new = services.resubmit_build(
-            build=build, user=request.user, chroots=data.validated_data.get("chroots")
-        )
+        chroots = data.validated_data.get("chroots")
+        text = data.validated_data.get("ssh_public_keys", "")
+        use_saved_keys = data.validated_data["use_saved_keys"]
+        if text.strip() or use_saved_keys:
+            new = _resubmit_with_ssh(request, build, chroots, text, use_saved_keys)
+        else:
+            new = services.resubmit_build(build=build, user=request.user, chroots=chroots)
         return Response(_output(request, new.pk), status=status.HTTP_201_CREATED)
+
+
+def _resubmit_with_ssh(
+    request: Request, build: Build, chroots: list[str] | None, text: str, use_saved_keys: bool
+) -> Build:
+    # Refused before the keys are resolved: a stranger's request must not make us fetch
+    # GitHub or FAS references (the service checks again).
+    if not build.project.can_build(request.user):
+        raise ForbiddenError(f"Only the owner of {build.project.full_name} can build in it.")
+    # Outside any transaction: references are fetched over HTTP.
+    resolved = keys.resolve_keys(
+        text=text, user=request.user, use_saved_keys=use_saved_keys, field="ssh_public_keys"
+    )
+    return services.resubmit_with_ssh(
+        build=build,
+        user=request.user,
+        keys=resolved.keys,
+        chroots=chroots,
+        via=builders.Via(user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR")),
+    )

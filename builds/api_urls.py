@@ -1,6 +1,6 @@
 from django.urls import path
 
-from builds import api
+from builds import api, api_ssh
 
 urlpatterns = [
     path("projects/", api.ProjectListView.as_view(), name="api-projects"),
@@ -9,4 +9,19 @@ urlpatterns = [
     path("builds/<int:build_id>/", api.BuildDetailView.as_view(), name="api-build-detail"),
     path("builds/<int:build_id>/cancel/", api.BuildCancelView.as_view(), name="api-build-cancel"),
     path("builds/<int:build_id>/resubmit/", api.BuildResubmitView.as_view(), name="api-build-resubmit"),
+    path("ssh-builders/", api_ssh.SshBuilderListView.as_view(), name="api-ssh-builders"),
+    path(
+        "ssh-builders/<int:lease_id>/", api_ssh.SshBuilderDetailView.as_view(), name="api-ssh-builder-detail"
+    ),
+    path(
+        "ssh-builders/<int:lease_id>/prolong/",
+        api_ssh.SshBuilderProlongView.as_view(),
+        name="api-ssh-builder-prolong",
+    ),
+    path(
+        "ssh-builders/<int:lease_id>/release/",
+        api_ssh.SshBuilderReleaseView.as_view(),
+        name="api-ssh-builder-release",
+    ),
+    path("quota/", api_ssh.QuotaView.as_view(), name="api-quota"),
 ]

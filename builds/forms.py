@@ -1,4 +1,4 @@
-"""Forms of the builds pages; the checks themselves live in builds.sources and builds.services."""
+"""Forms of the builds pages; the checks themselves live in builds.sources, builds.services and keys."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ from itertools import groupby
 from typing import Any
 
 from django import forms
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.validators import ProhibitNullCharactersValidator
 from django.forms.boundfield import BoundWidget
 
+from builders.services.leases import MAX_PROLONG_HOURS
 from builds.models import Build, BuildChroot, Chroot, State
 from builds.sources import SourceError, check_scm, check_upload, check_url
+from keys.parser import MAX_INPUT_BYTES
+from keys.services import KeyInputError, resolve_keys
 
 
 def _chroot_field(chroots: Iterable[Chroot], *, label: str, help_text: str = "") -> forms.MultipleChoiceField:
@@ -130,18 +135,107 @@ class BuildForm(forms.Form):
         return data
 
 
+def _preselected(build_chroots: list[BuildChroot]) -> tuple[list[str], str]:
+    """The chroots a resubmission starts with: the failed ones, or all; and why."""
+    failed = [bc.chroot.name for bc in build_chroots if bc.state == State.FAILED]
+    if failed:
+        return failed, "The failed chroots are chosen; build in others too if you like."
+    return [bc.chroot.name for bc in build_chroots], "No chroot failed, so all are chosen."
+
+
 class ResubmitForm(forms.Form):
     def __init__(self, *args: Any, build_chroots: Iterable[BuildChroot], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         build_chroots = list(build_chroots)
-        failed = [bc.chroot.name for bc in build_chroots if bc.state == State.FAILED]
+        initial, help_text = _preselected(build_chroots)
         self.fields["chroots"] = _chroot_field(
-            [bc.chroot for bc in build_chroots],
-            label="Chroots",
-            help_text=(
-                "The failed chroots are chosen; build in others too if you like."
-                if failed
-                else "No chroot failed, so all are chosen."
-            ),
+            [bc.chroot for bc in build_chroots], label="Chroots", help_text=help_text
         )
-        self.fields["chroots"].initial = failed or [bc.chroot.name for bc in build_chroots]
+        self.fields["chroots"].initial = initial
+
+
+class ResubmitSshForm(forms.Form):
+    """Resubmit with SSH: which chroots (unless the SRPM phase reruns) and the keys to deploy.
+
+    `clean()` resolves the keys (pasted lines, GitHub:/FAS: references, saved keys) into
+    `cleaned_data["keys"]`; each refused line becomes its own error under the text area.
+    """
+
+    ssh_public_keys = forms.CharField(
+        label="Public SSH keys",
+        required=False,
+        strip=False,  # leading blank lines must keep the line numbers the messages name
+        # Longer than the parser allows, so that the parser says how long is too long.
+        max_length=MAX_INPUT_BYTES * 2,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 5,
+                # One key per visual line, so that "line 3" in a message is the third line seen.
+                "wrap": "off",
+                "spellcheck": "false",
+                "autocomplete": "off",
+                "autocapitalize": "off",
+                "placeholder": "ssh-ed25519 AAAAC3Nza… you@laptop\nGitHub:yourname FAS:yourname",
+            }
+        ),
+        help_text=(
+            "One public key per line (the contents of ~/.ssh/id_ed25519.pub, not the private key), "
+            "and/or GitHub:user and FAS:user references, several to a line."
+        ),
+    )
+    use_saved_keys = forms.BooleanField(label="Use my saved keys", required=False)
+
+    def __init__(
+        self,
+        *args: Any,
+        build_chroots: Iterable[BuildChroot],
+        srpm_reruns: bool,
+        user: AbstractBaseUser,
+        saved_keys: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.saved_keys = saved_keys
+        # The parser names a NUL with its line number; Django's own check would not.
+        keys = self.fields["ssh_public_keys"]
+        keys.validators = [v for v in keys.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+        if saved_keys == 0:
+            self.fields["use_saved_keys"].disabled = True
+        self.srpm_reruns = srpm_reruns
+        if not srpm_reruns:
+            build_chroots = list(build_chroots)
+            initial, help_text = _preselected(build_chroots)
+            self.fields["chroots"] = _chroot_field(
+                [bc.chroot for bc in build_chroots], label="Chroots", help_text=help_text
+            )
+            self.fields["chroots"].initial = initial
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "ssh_public_keys" in self.errors:
+            return data
+        text = data.get("ssh_public_keys", "")
+        use_saved = bool(data.get("use_saved_keys"))
+        try:
+            resolved = resolve_keys(
+                text=text, user=self.user, use_saved_keys=use_saved, field="ssh_public_keys"
+            )
+        except KeyInputError as exc:
+            field = exc.field if exc.field in self.fields else None
+            for message in [str(error) for error in exc.errors] or [exc.message]:
+                self.add_error(field, message)
+            return data
+        if not resolved.keys:
+            self.add_error(
+                "ssh_public_keys",
+                "Give at least one public SSH key (or a GitHub:/FAS: account with keys), "
+                "or use your saved keys.",
+            )
+        data["keys"] = resolved.keys
+        data["key_notes"] = resolved.notes
+        return data
+
+
+class ProlongForm(forms.Form):
+    hours = forms.IntegerField(min_value=1, max_value=MAX_PROLONG_HOURS, initial=1)

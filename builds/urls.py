@@ -1,4 +1,4 @@
-"""Web pages of builds: projects, new build, build page (the raw logs and results are in file_urls)."""
+"""Web pages of builds: projects, new build, build page, SSH builders (raw logs and results: file_urls)."""
 
 from django.urls import path
 
@@ -13,4 +13,7 @@ urlpatterns = [
     path("builds/<int:build_id>/state.json", views.build_state, name="build-state"),
     path("builds/<int:build_id>/cancel/", views.build_cancel, name="build-cancel"),
     path("builds/<int:build_id>/resubmit/", views.build_resubmit, name="build-resubmit"),
+    path("builds/<int:build_id>/resubmit-ssh/", views.build_resubmit_ssh, name="build-resubmit-ssh"),
+    path("ssh-builders/<int:lease_id>/prolong/", views.ssh_prolong, name="ssh-prolong"),
+    path("ssh-builders/<int:lease_id>/release/", views.ssh_release, name="ssh-release"),
 ]

@@ -1,24 +1,35 @@
-"""Web pages of builds: projects, the new-build form, the build page with live logs, cancel, resubmit."""
+"""Web pages of builds: projects, the new-build form, the build page with live logs, cancel, resubmit.
+
+And SSH: resubmit with SSH, the SSH builder panel of the build page, prolong and release.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Prefetch, Subquery
-from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from builders import services as builders
+from builders.models import Lease
 from builds import services, storage
 from builds.files import LOG_NAMES, log_url, result_url
-from builds.forms import BuildForm, ProjectForm, ResubmitForm
-from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase
+from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
+from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
+from builds.services.ssh import keys_of
+from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
-from coprssh.exceptions import ServiceError
+from coprssh.exceptions import NotFoundError, ServiceError
+from keys.models import SavedKey
 
 PAGE_SIZE = 50
 
@@ -29,7 +40,10 @@ def _project(owner: str, name: str) -> Project:
 
 def _build(build_id: int) -> Build:
     return get_object_or_404(
-        Build.objects.select_related("project__owner", "submitter", "srpm__lease", "resubmitted_from"), pk=build_id
+        Build.objects.select_related(
+            "project__owner", "submitter", "srpm__lease__builder", "resubmitted_from"
+        ),
+        pk=build_id,
     )
 
 
@@ -38,7 +52,7 @@ def _posted(request: HttpRequest) -> QueryDict | None:
     return request.POST if request.method == "POST" else None
 
 
-def _form_error(form: BuildForm | ProjectForm | ResubmitForm, exc: ServiceError) -> None:
+def _form_error(form: BuildForm | ProjectForm | ResubmitForm | ResubmitSshForm, exc: ServiceError) -> None:
     form.add_error(exc.field if exc.field in form.fields else None, exc.message)
 
 
@@ -153,6 +167,7 @@ class PhaseView:
     phase: SrpmPhase | BuildChroot
     logs: list[tuple[str, str]]
     results: list[tuple[str, int, str]]
+    ssh: SshBuilderView | None = None  # the SSH builder of an SSH build's phase
 
     @property
     def title(self) -> str:
@@ -178,12 +193,45 @@ class PhaseView:
             "duration": format_duration(span),
             "log_sizes": self.log_sizes(),
             "results": [{"name": name, "size": size, "url": url} for name, size, url in self.results],
+            "ssh": self.ssh_data,
         }
+
+    @property
+    def ssh_data(self) -> dict | None:
+        return _ssh_json(self.ssh) if self.ssh else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """A time for scripts: ISO 8601 in UTC, to the second."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
+
+
+def _ssh_json(ssh: SshBuilderView) -> dict:
+    lease = ssh.lease
+    return {
+        "lease_id": ssh.id,
+        "state": ssh.state,
+        "queue_reason": ssh.queue_reason,
+        "ssh_command": ssh.ssh_command,
+        "host": ssh.host,
+        "port": ssh.port,
+        "user": ssh.user,
+        "ipv4": ssh.ipv4,
+        "ipv6": ssh.ipv6,
+        "key_fingerprints": ssh.key_fingerprints,
+        "host_key_fingerprint": ssh.host_key_fingerprint,
+        "expires_at": _iso(ssh.expires_at),
+        "expires_at_display": format_time(ssh.expires_at),
+        "max_expires_at": _iso(ssh.max_expires_at),
+        "max_expires_at_display": format_time(ssh.max_expires_at),
+        # "released, 2026-05-01 15:03:07 UTC"
+        "end": ", ".join(part for part in (lease.end_reason, format_time(lease.ended_at)) if part),
+    }
 
 
 def _phase_views(build: Build) -> list[PhaseView]:
     phases: list[tuple[str, SrpmPhase | BuildChroot]] = [("srpm", build.srpm)]
-    phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease")]
+    phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease__builder")]
     views = []
     for key, phase in phases:
         results = [
@@ -192,7 +240,8 @@ def _phase_views(build: Build) -> list[PhaseView]:
             if name not in LOG_NAMES and not name.startswith(".")
         ]
         logs = [(name, log_url(build.pk, key, name)) for name in (storage.BACKEND_LOG, storage.LIVE_LOG)]
-        views.append(PhaseView(key=key, phase=phase, logs=logs, results=results))
+        ssh = ssh_builder_of_phase(phase) if build.ssh else None
+        views.append(PhaseView(key=key, phase=phase, logs=logs, results=results, ssh=ssh))
     return views
 
 
@@ -207,6 +256,9 @@ def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
             "phases": _phase_views(build),
             "resubmissions": list(build.resubmissions.order_by("pk").values_list("pk", flat=True)),
             "can_build": build.project.can_build(request.user),
+            "ssh_keys": keys_of(build) if build.ssh else [],
+            "now": _iso(timezone.now()),
+            "max_prolong_hours": ProlongForm.base_fields["hours"].max_value,
         },
     )
 
@@ -225,6 +277,7 @@ def build_state(request: HttpRequest, build_id: int) -> JsonResponse:
             "started_at": format_time(build.started_at),
             "ended_at": format_time(build.ended_at),
             "phases": [view.as_json() for view in _phase_views(build)],
+            "now": _iso(timezone.now()),
         }
     )
     response["Cache-Control"] = "no-cache"
@@ -276,3 +329,164 @@ def build_resubmit(request: HttpRequest, build_id: int) -> HttpResponse:
         {"build": build, "form": form, "build_chroots": build_chroots},
         status=status,
     )
+
+
+# --- SSH: resubmit with SSH, prolong and release -------------------------------------------
+
+
+def _via(request: HttpRequest) -> builders.Via:
+    return builders.Via(user=request.user, source="web", remote_addr=request.META.get("REMOTE_ADDR"))
+
+
+def _srpm_reruns(build: Build) -> bool:
+    """Whether an SSH resubmission reruns the SRPM phase (it failed) instead of chroots."""
+    return not (build.srpm.state == State.SUCCEEDED and build.srpm_file)
+
+
+def _lifetime(span: timedelta) -> str:
+    hours, rest = divmod(int(span.total_seconds()), 3600)
+    if rest:
+        return format_duration(span)
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
+@dataclass
+class QuotaView:
+    """The user's SSH quota as the form shows it: "1 of 2 SSH builders in use: builds #12, #15"."""
+
+    in_use: int
+    limit: int
+    default_lifetime: str
+    max_lifetime: str
+    builds: list[int] = field(default_factory=list)  # builds whose phases hold the slots
+    leases: list[int] = field(default_factory=list)  # slots held by leases of no build
+
+    @property
+    def full(self) -> bool:
+        return self.in_use >= self.limit
+
+
+def _quota_view(user: AbstractBaseUser) -> QuotaView:
+    quota = builders.quota_for(user)
+    ids = [lease.pk for lease in builders.slot_holders(user)]
+    build_of = dict(BuildChroot.objects.filter(lease_id__in=ids).values_list("lease_id", "build_id"))
+    build_of.update(SrpmPhase.objects.filter(lease_id__in=ids).values_list("lease_id", "build_id"))
+    return QuotaView(
+        in_use=len(ids),
+        limit=quota.max_ssh_builders,
+        default_lifetime=_lifetime(quota.default_lifetime),
+        max_lifetime=_lifetime(quota.max_lifetime),
+        builds=list(dict.fromkeys(build_of[pk] for pk in ids if pk in build_of)),
+        leases=[pk for pk in ids if pk not in build_of],
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
+    build = _build(build_id)
+    if not build.project.can_build(request.user):
+        raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
+    build_chroots = list(build.build_chroots.select_related("chroot"))
+    srpm_reruns = _srpm_reruns(build)
+    saved_keys = SavedKey.objects.filter(user=request.user).count()
+    form = ResubmitSshForm(
+        _posted(request),
+        build_chroots=build_chroots,
+        srpm_reruns=srpm_reruns,
+        user=request.user,
+        saved_keys=saved_keys,
+    )
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                new = services.resubmit_with_ssh(
+                    build=build,
+                    user=request.user,
+                    keys=form.cleaned_data["keys"],
+                    chroots=form.cleaned_data.get("chroots") or None,
+                    via=_via(request),
+                )
+            except ServiceError as exc:
+                _form_error(form, exc)
+            else:
+                count = len(form.cleaned_data["keys"])
+                messages.success(
+                    request,
+                    f"Build #{new.pk} submitted from #{build.pk} with SSH access for "
+                    f"{count} key{'s' if count != 1 else ''}.",
+                )
+                return redirect("build-detail", build_id=new.pk)
+        status = 400
+    return render(
+        request,
+        "builds/build_resubmit_ssh.html",
+        {
+            "build": build,
+            "form": form,
+            "build_chroots": build_chroots,
+            "srpm_reruns": srpm_reruns,
+            "saved_keys": saved_keys,
+            "quota": _quota_view(request.user),
+        },
+        status=status,
+    )
+
+
+def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
+    """The build whose page shows the user's SSH builder; someone else's does not exist (404)."""
+    lease = Lease.objects.filter(pk=lease_id, owner_id=user.pk, ssh=True).first()
+    build_id = None
+    if lease is not None:
+        build_id = (
+            BuildChroot.objects.filter(lease_id=lease_id).values_list("build_id", flat=True).first()
+            or SrpmPhase.objects.filter(lease_id=lease_id).values_list("build_id", flat=True).first()
+        )
+    if lease is None or build_id is None:
+        raise Http404("No such SSH builder.")
+    return build_id, lease
+
+
+@login_required
+@require_POST
+def ssh_prolong(request: HttpRequest, lease_id: int) -> HttpResponse:
+    build_id, _ = _build_of_lease(lease_id, request.user)
+    form = ProlongForm(request.POST)
+    if not form.is_valid():
+        hours = form.fields["hours"]
+        messages.error(
+            request, f"Prolong by a whole number of hours from {hours.min_value} to {hours.max_value}."
+        )
+        return redirect("build-detail", build_id=build_id)
+    hours = form.cleaned_data["hours"]
+    try:
+        lease = builders.prolong_lease(lease_id=lease_id, hours=hours, via=_via(request), owner=request.user)
+    except NotFoundError:
+        raise Http404("No such SSH builder.") from None
+    except ServiceError as exc:  # ProlongRefused names the latest possible time
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"SSH builder prolonged by {hours} h: it now expires at {format_time(lease.expires_at)}.",
+        )
+    return redirect("build-detail", build_id=build_id)
+
+
+@login_required
+@require_POST
+def ssh_release(request: HttpRequest, lease_id: int) -> HttpResponse:
+    build_id, before = _build_of_lease(lease_id, request.user)
+    try:
+        builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)
+    except NotFoundError:
+        raise Http404("No such SSH builder.") from None
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        if before.state == Lease.State.ENDED:
+            messages.info(request, "This SSH builder had already ended.")
+        else:
+            messages.success(request, "SSH builder released: it is being removed, with everything on it.")
+    return redirect("build-detail", build_id=build_id)

@@ -27,6 +27,8 @@ class ApiRootView(APIView):
                 "projects": link("api-projects"),
                 "builds": link("api-builds"),
                 "keys": link("api-keys"),
+                "ssh_builders": link("api-ssh-builders"),
+                "quota": link("api-quota"),
                 "schema": link("api-schema"),
                 "docs": link("api-docs"),
             }

@@ -218,7 +218,8 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: AbstractBaseUse
     with transaction.atomic():
         leases = Lease.objects.select_for_update()
         if owner is not None:
-            leases = leases.filter(owner_id=owner.pk)
+            # Users act on their SSH builders only; build leases are the service's business.
+            leases = leases.filter(owner_id=owner.pk, ssh=True)
         lease = leases.filter(pk=lease_id).first()
         if lease is None:
             raise NotFoundError("No such SSH builder.")
@@ -268,10 +269,11 @@ def release_lease(
     with transaction.atomic():
         leases = Lease.objects.select_for_update()
         if owner is not None:
-            leases = leases.filter(owner_id=owner.pk)
+            # Users act on their SSH builders only; build leases are the service's business.
+            leases = leases.filter(owner_id=owner.pk, ssh=True)
         lease = leases.filter(pk=lease_id).first()
         if lease is None:
-            raise NotFoundError("No such lease.")
+            raise NotFoundError("No such SSH builder." if owner is not None else "No such lease.")
         if lease.state == Lease.State.ENDED:
             return lease
         held_slot = lease.ssh and lease.state in Lease.SLOT_STATES

@@ -53,7 +53,12 @@ def lock_quota(user: AbstractBaseUser) -> None:
 
 
 def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
-    held = ", ".join(f"#{lease.pk}" + (f" ({lease.purpose})" if lease.purpose else "") for lease in holders)
+    # Named as users see them: the purpose ("build #12 fedora-rawhide-x86_64") and the
+    # SSH builder id the API and the CLI use.
+    held = ", ".join(
+        (f"{lease.purpose} (SSH builder #{lease.pk})" if lease.purpose else f"SSH builder #{lease.pk}")
+        for lease in holders
+    )
     if len(holders) <= quota.max_ssh_builders:
         in_use = f"{len(holders)} of {quota.max_ssh_builders} SSH builders in use"
     else:  # the quota was lowered below what is already running

@@ -58,6 +58,9 @@ def resubmit_with_ssh(
         failed = [bc.chroot for bc in original if bc.state == State.FAILED]
         targets = failed or [bc.chroot for bc in original]
     source_copy = storage.path(build.source_file) if build.source_file else None
+    if not srpm_ok and source_copy is not None and not source_copy.is_file():
+        # The SRPM phase must run again, and there is nothing left to run it on.
+        raise ConflictError(f"The source of build #{build.pk} is no longer stored.")
     with transaction.atomic():
         new = Build.objects.create(
             project=build.project,

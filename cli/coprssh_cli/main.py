@@ -1,8 +1,10 @@
-"""`coprssh`: submit, follow, cancel and resubmit builds on a coprssh server from the shell.
+"""`coprssh`: submit, follow, cancel and resubmit builds on a coprssh server from the shell,
+and log in to, prolong and release the SSH builders of builds resubmitted with SSH.
 
 Exit codes: 0 done (for `watch`: the build succeeded), 1 the watched build failed or was
-canceled, 2 refused (bad arguments or configuration, or the server said no: 4xx),
-3 the server could not be reached or failed (connection, timeout, 5xx), 130 interrupted.
+canceled, or the SSH builder never became ready (`ssh`), 2 refused (bad arguments or
+configuration, or the server said no: 4xx), 3 the server could not be reached or failed
+(connection, timeout, 5xx), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
+import shlex
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from coprssh_cli import __version__, config
+from coprssh_cli import ssh as sshlib
 from coprssh_cli.client import EXIT_REFUSED, ApiError, Client, ClientError
 from coprssh_cli.output import (
     build_summary,
     chroot_names,
     dump_json,
+    phases,
     printable,
     project_name,
     source_text,
     stamp,
     table,
+    when,
 )
 from coprssh_cli.watch import Watcher
 
@@ -101,6 +108,39 @@ def seconds(text: str) -> float:
     if not 0.05 <= value <= 3600:
         raise argparse.ArgumentTypeError("give between 0.05 and 3600 seconds")
     return value
+
+
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?$")
+DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `30m` or `2h`."""
+    match = DURATION.match(text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90, 90s, 30m, 2h)")
+    value = float(match.group(1)) * DURATION_UNITS[match.group(2)]
+    if not 0 < value <= 7 * 24 * 3600:
+        raise argparse.ArgumentTypeError("give a duration above 0 and up to 7 days")
+    return value
+
+
+def hours(text: str) -> int:
+    value = text.strip().lower().removesuffix("h").strip()
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise argparse.ArgumentTypeError(f"not a whole number of hours: {text!r}")
+    return int(value)
+
+
+def account_of(provider: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        try:
+            return sshlib.account(provider, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = f"{provider} account"
+    return parse
 
 
 def project_path(ctx: Context, project: str) -> str:
@@ -242,16 +282,20 @@ def cmd_build(ctx: Context) -> int:
     return submitted(ctx, build, f"Submitted build #{build.get('id')} to {build.get('project') or project}")
 
 
-def submitted(ctx: Context, build: dict[str, Any], headline: str) -> int:
+def submitted(ctx: Context, build: dict[str, Any], headline: str, notes: list[str] | None = None) -> int:
     """After build or resubmit: the new build (its id on the last line), or follow it with --watch."""
     if ctx.args.watch:
         if not ctx.json:
             say(f"{headline}.")
+            for note in notes or []:
+                say(note)
         return follow(ctx, int(build["id"]))
 
     def human() -> None:
         chroots = ", ".join(chroot_names(build.get("chroots")))
         say(f"{headline} ({chroots}): {build.get('state')}.")
+        for note in notes or []:
+            say(note)
         say(f"Follow it with: coprssh watch {build.get('id')}")
         say(str(build.get("id")))
 
@@ -290,7 +334,7 @@ def follow(ctx: Context, build: int) -> int:
         failed = [c.get("name") for c in final.get("chroots") or [] if c.get("state") == "failed"]
         chroot = f" --chroot {failed[0]}" if failed else ""
         say(
-            f"To debug it on the builder: coprssh resubmit {build}{chroot} --ssh-key-file ~/.ssh/id_ed25519.pub"
+            f"To debug it on the builder: coprssh resubmit {build}{chroot} --ssh, then: coprssh ssh NEW_BUILD"
         )
     return EXIT_OK if final.get("state") == "succeeded" else EXIT_BUILD_FAILED
 
@@ -309,16 +353,64 @@ def cmd_resubmit(ctx: Context) -> int:
     body: dict[str, Any] = {}
     if args.chroots:
         body["chroots"] = args.chroots
-    keys = list(args.ssh_keys or [])
-    for name in args.ssh_key_files or []:
-        keys.append(read_public_keys(Path(name)))
+    keys, notes = ssh_keys(ctx)
     if keys:
         body["ssh_public_keys"] = "\n".join(keys)
     if args.saved_keys:
         body["use_saved_keys"] = True
     build = ctx.client.post(f"builds/{args.build}/resubmit/", body)
     ssh = " with SSH" if build.get("ssh") else ""
-    return submitted(ctx, build, f"Resubmitted build #{args.build} as build #{build.get('id')}{ssh}")
+    if build.get("ssh"):
+        notes += ssh_builder_notes(build)
+        notes.append(f"Log in once it is ready with: coprssh ssh {build.get('id')}")
+    return submitted(ctx, build, f"Resubmitted build #{args.build} as build #{build.get('id')}{ssh}", notes)
+
+
+def ssh_keys(ctx: Context) -> tuple[list[str], list[str]]:
+    """The key lines and references `resubmit` sends, and what to tell the user about them.
+
+    Key options allow SSH by themselves; `--ssh` alone offers the caller's usual public key.
+    """
+    args = ctx.args
+    keys = [key for key in args.ssh_keys or [] if key.strip()]
+    files = [Path(name) for name in args.ssh_key_files or []]
+    references = [*(args.github or []), *(args.fas or [])]
+    notes: list[str] = []
+    if args.ssh and not (keys or files or references or args.saved_keys):
+        default = sshlib.default_key_file(ctx.environ)
+        if default is None:
+            raise UsageError(
+                "--ssh needs a public key and none of ~/.ssh/"
+                + ", ~/.ssh/".join(sshlib.DEFAULT_KEY_FILES)
+                + " exists: give --key FILE (a .pub file), --github USER or --fas USER (the keys "
+                "that account publishes), or --saved-keys (the keys saved on your profile)"
+            )
+        files.append(default)
+    for path in files:
+        text = read_public_keys(path)
+        prints = [found for line in text.splitlines() if (found := sshlib.fingerprint(line))]
+        if not text:
+            raise UsageError(f"{path} holds no public key")
+        keys.append(text)
+        notes.append(f"SSH keys from {path}: {', '.join(prints) or 'none recognized'}")
+    if references:
+        keys.append(" ".join(references))
+        notes.append(f"SSH keys of {', '.join(references)}")
+    if args.saved_keys:
+        notes.append("SSH keys saved on your profile")
+    return keys, notes
+
+
+def ssh_builder_notes(build: dict[str, Any]) -> list[str]:
+    """A line per SSH builder of a new build that waits for a reason (over quota, no pool)."""
+    notes = []
+    for name, phase in phases(build):
+        value = phase.get("ssh_builder")
+        if isinstance(value, dict) and value.get("queue_reason"):
+            notes.append(
+                f"SSH builder #{value.get('id')} for {name} is {value.get('state')}: {value['queue_reason']}"
+            )
+    return notes
 
 
 def read_public_keys(path: Path) -> str:
@@ -358,6 +450,212 @@ def cmd_list_builds(ctx: Context) -> int:
 
     ctx.show(builds, human)
     return EXIT_OK
+
+
+# --- SSH builders --------------------------------------------------------------------------
+
+
+def cmd_ssh(ctx: Context) -> int:
+    """Wait until the build's SSH builder is ready, then run ssh to it (or print the command)."""
+    args = ctx.args
+    ident = sshlib.find_builder(ctx.client, args.build, args.chroot)
+    progress = sshlib.Progress(out=sys.stderr, tty=sys.stderr.isatty())
+    try:
+        builder = sshlib.wait_until_ready(
+            ctx.client, ident, timeout=args.timeout, interval=args.interval, progress=progress
+        )
+    except KeyboardInterrupt:
+        progress.clear()
+        print(
+            f"\ncoprssh: stopped waiting; SSH builder #{ident} keeps its place "
+            f"(`coprssh ssh {args.build}` waits again, `coprssh release {ident}` gives it up).",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
+    argv = sshlib.ssh_argv(builder, args.extra)
+    where = f" for {builder['chroot']}" if builder.get("chroot") else ""
+    note(
+        f"SSH builder #{ident}{where} of build #{args.build} is ready until {sshlib.expiry(builder.get('expires_at'))}."
+    )
+    if builder.get("host_key_fingerprint"):
+        note(
+            f"Its host key is {builder['host_key_fingerprint']}: if ssh asks whether to trust the host, "
+            "check that it shows this fingerprint (or paste it at ssh's prompt)."
+        )
+    if args.print:
+        ctx.show(
+            {"argv": argv, "command": shlex.join(argv), "ssh_builder": builder}, lambda: say(shlex.join(argv))
+        )
+        return EXIT_OK
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}; the command is: {shlex.join(argv)}"
+        ) from None
+    return EXIT_OK  # not reached: ssh has replaced this process
+
+
+def note(text: str) -> None:
+    print(f"coprssh: {printable(text)}", file=sys.stderr, flush=True)
+
+
+def target_builder(ctx: Context) -> int:
+    """The SSH builder a command acts on: `ID`, `build:N`, or `--build N` (with `--chroot`)."""
+    args = ctx.args
+    build = args.build
+    ident = None
+    if args.target:
+        text = args.target.strip()
+        if text.lower().startswith("build:"):
+            if build is not None:
+                raise UsageError("give build:N or --build N, not both")
+            try:
+                build = build_id(text[len("build:") :])
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(str(exc)) from None
+        elif build is not None:
+            raise UsageError("give an SSH builder ID or --build N, not both")
+        else:
+            value = text.removeprefix("#")
+            if not value.isdigit() or int(value) == 0 or len(value) > 18:
+                raise UsageError(
+                    f"not an SSH builder ID: {args.target!r} (give its number from `coprssh ssh-builders`, "
+                    "or build:N for the builder of build N)"
+                )
+            ident = int(value)
+    if build is not None:
+        return sshlib.find_builder(ctx.client, build, args.chroot)
+    if args.chroot:
+        raise UsageError("--chroot goes with --build N or build:N")
+    if ident is None:
+        raise UsageError("give the SSH builder's ID (see `coprssh ssh-builders`), or --build N for a build's")
+    return ident
+
+
+def cmd_prolong(ctx: Context) -> int:
+    """Keep an SSH builder longer: add hours to its expiry, up to its cap."""
+    ident = target_builder(ctx)
+    builder = ctx.client.post(f"ssh-builders/{ident}/prolong/", {"hours": ctx.args.hours})
+
+    def human() -> None:
+        say(f"SSH builder #{ident} now expires at {sshlib.expiry(builder.get('expires_at'))}.")
+        if builder.get("max_expires_at"):
+            say(f"It may be prolonged until {when(builder['max_expires_at'])} at the latest.")
+
+    ctx.show(builder, human)
+    return EXIT_OK
+
+
+def cmd_release(ctx: Context) -> int:
+    """End an SSH builder now (its machine is deleted); releasing one that has ended is fine."""
+    ident = target_builder(ctx)
+    builder = ctx.client.get(f"ssh-builders/{ident}/")
+    if builder.get("state") in sshlib.GONE_STATES:
+        ctx.show(builder, lambda: say(f"SSH builder #{ident} has already {builder.get('state')}."))
+        return EXIT_OK
+    if not ctx.args.yes:
+        what = describe_builder(builder)
+        if not sys.stdin.isatty():
+            raise UsageError(f"releasing ends {what} for good; confirm with --yes")
+        try:
+            answer = input(f"Release {what}? Its machine is deleted. [y/N] ")
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            say(f"Kept SSH builder #{ident}.")
+            return EXIT_BUILD_FAILED
+    builder = ctx.client.post(f"ssh-builders/{ident}/release/")
+    builder = builder if isinstance(builder, dict) else {"id": ident, "state": "ended"}
+    ctx.show(builder, lambda: say(f"Released SSH builder #{ident}."))
+    return EXIT_OK
+
+
+def describe_builder(builder: dict[str, Any]) -> str:
+    parts = [f"SSH builder #{builder.get('id')}"]
+    if builder.get("build"):
+        parts.append(f"of build #{builder['build']}")
+    if builder.get("chroot"):
+        parts.append(f"({builder['chroot']}, {builder.get('state')})")
+    else:
+        parts.append(f"({builder.get('state')})")
+    return " ".join(parts)
+
+
+def cmd_ssh_builders(ctx: Context) -> int:
+    """Your SSH builders: waiting and ready ones, or all with --all."""
+    builders = list(ctx.client.pages("ssh-builders/"))
+    if not ctx.args.all:
+        builders = [b for b in builders if b.get("state") not in sshlib.GONE_STATES]
+
+    def human() -> None:
+        if not builders:
+            say("No SSH builders." if ctx.args.all else "No SSH builders in use (--all shows ended ones).")
+            return
+        rows = [
+            [
+                b.get("id"),
+                f"#{b['build']}" if b.get("build") else "",
+                b.get("chroot") or "",
+                b.get("state", ""),
+                sshlib.expiry(b.get("expires_at"))
+                if b.get("state") == "ready"
+                else when(b.get("expires_at")),
+                b.get("ssh_command") or "",
+            ]
+            for b in builders
+        ]
+        table(["ID", "BUILD", "CHROOT", "STATE", "EXPIRES", "COMMAND"], rows)
+        waiting = [b for b in builders if b.get("queue_reason") and b.get("state") not in sshlib.GONE_STATES]
+        if waiting:
+            say()
+            for b in waiting:
+                say(f"#{b.get('id')} {b.get('state')}: {b['queue_reason']}")
+
+    ctx.show(builders, human)
+    return EXIT_OK
+
+
+def cmd_quota(ctx: Context) -> int:
+    """How many SSH builders you may hold at once, which ones count, and how long they live."""
+    quota = ctx.client.get("quota/")
+
+    def human() -> None:
+        held = [holder_text(holder) for holder in quota.get("holders") or []]
+        line = f"SSH builders: {quota.get('in_use')} of {quota.get('max_ssh_builders')} in use"
+        say(f"{line}: {', '.join(held)}." if held else f"{line}.")
+        say(
+            f"Each is kept {hours_text(quota.get('default_lifetime_hours'))} after its build ends; "
+            f"`coprssh prolong` adds hours, up to {hours_text(quota.get('max_lifetime_hours'))} "
+            "from when it became ready."
+        )
+
+    ctx.show(quota, human)
+    return EXIT_OK
+
+
+def holder_text(holder: Any) -> str:
+    """One SSH builder counted against the quota: `#12 (build #15 fedora-rawhide-x86_64, ready)`."""
+    if not isinstance(holder, dict):
+        return f"#{holder}"
+    ident = holder.get("id") or holder.get("ssh_builder") or holder.get("lease")
+    details = []
+    if holder.get("build"):
+        details.append(" ".join(filter(None, [f"build #{holder['build']}", holder.get("chroot")])))
+    elif holder.get("purpose"):
+        details.append(str(holder["purpose"]))
+    if holder.get("state"):
+        details.append(str(holder["state"]))
+    return f"#{ident}" + (f" ({', '.join(details)})" if details else "")
+
+
+def hours_text(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g} h"
+    return "?"
 
 
 # --- the parser --------------------------------------------------------------------------
@@ -432,31 +730,101 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command("cancel", cmd_cancel, "cancel a build that has not finished")
     cancel.add_argument("build", type=build_id, metavar="BUILD")
 
-    resubmit = command("resubmit", cmd_resubmit, "submit a finished build again, optionally with SSH access")
+    resubmit = command(
+        "resubmit",
+        cmd_resubmit,
+        "submit a finished build again, optionally with SSH access to its builder",
+        epilog=(
+            "with --ssh and no key option, your ~/.ssh/id_ed25519.pub (or id_ecdsa.pub, id_rsa.pub) is "
+            "allowed; any key option allows SSH by itself. Then `coprssh ssh NEW_BUILD` logs you in."
+        ),
+    )
     resubmit.add_argument("build", type=build_id, metavar="BUILD")
+    resubmit.add_argument("--ssh", action="store_true", help="run it on a builder you can log in to as root")
+    resubmit.add_argument(
+        "--key",
+        "--ssh-key-file",
+        dest="ssh_key_files",
+        action="append",
+        metavar="FILE",
+        help="a public key file such as ~/.ssh/id_ed25519.pub (repeat for more)",
+    )
+    resubmit.add_argument(
+        "--github",
+        action="append",
+        type=account_of("GitHub"),
+        metavar="USER",
+        help="the public keys of this GitHub account (repeat for more)",
+    )
+    resubmit.add_argument(
+        "--fas",
+        action="append",
+        type=account_of("FAS"),
+        metavar="USER",
+        help="the public keys of this Fedora account (repeat for more)",
+    )
+    resubmit.add_argument("--saved-keys", action="store_true", help="the keys saved on your profile")
     resubmit.add_argument(
         "--ssh-key",
         dest="ssh_keys",
         action="append",
         metavar="KEY",
-        help="a public key line, or GitHub:USER / FAS:USER; allows SSH (repeat for more)",
-    )
-    resubmit.add_argument(
-        "--ssh-key-file",
-        dest="ssh_key_files",
-        action="append",
-        metavar="FILE",
-        help="a public key file such as ~/.ssh/id_ed25519.pub; allows SSH",
-    )
-    resubmit.add_argument(
-        "--saved-keys", action="store_true", help="allow SSH with the keys saved on your profile"
+        help="a public key line, or GitHub:USER / FAS:USER (repeat for more)",
     )
     add_watch_options(resubmit)
 
     listing = command("list-builds", cmd_list_builds, "list a project's builds, newest first")
     listing.add_argument("project", metavar="PROJECT", help="OWNER/NAME, or NAME for one of yours")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (0: all; default 50)")
+
+    ssh = command(
+        "ssh",
+        cmd_ssh,
+        "log in to the SSH builder of a build, waiting until it is ready",
+        usage="%(prog)s [-h] [--chroot CHROOT] [--timeout DURATION] [--print] BUILD [-- SSH_ARGS...]",
+        epilog="after --, arguments go to ssh: options (e.g. -L 8080:localhost:80) or a command to run.",
+    )
+    ssh.add_argument("build", type=build_id, metavar="BUILD", help="a build resubmitted with SSH")
+    ssh.add_argument("--chroot", metavar="CHROOT", help="the builder of this chroot (or srpm)")
+    ssh.add_argument(
+        "--timeout",
+        type=duration,
+        default=1800.0,
+        metavar="DURATION",
+        help="give up waiting after this long (e.g. 90s, 10m; default 30m)",
+    )
+    ssh.add_argument(
+        "--interval", type=seconds, default=2.0, metavar="SECONDS", help="how often to ask (default 2)"
+    )
+    ssh.add_argument("--print", action="store_true", help="print the ssh command instead of running it")
+    ssh.set_defaults(extra=[])
+
+    prolong = command("prolong", cmd_prolong, "keep an SSH builder longer (up to its cap)")
+    add_builder_target(prolong)
+    prolong.add_argument(
+        "--hours", type=hours, default=1, metavar="N", help="hours to add to its expiry (default 1)"
+    )
+
+    release = command("release", cmd_release, "end an SSH builder now; its machine is deleted")
+    add_builder_target(release)
+    release.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    builders = command("ssh-builders", cmd_ssh_builders, "list your SSH builders")
+    builders.add_argument("--all", action="store_true", help="also those that have ended")
+
+    command("quota", cmd_quota, "show your SSH builder quota and what counts against it")
     return parser
+
+
+def add_builder_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target",
+        nargs="?",
+        metavar="ID",
+        help="the SSH builder's ID (see `coprssh ssh-builders`), or build:N for build N's",
+    )
+    parser.add_argument("--build", type=build_id, metavar="BUILD", help="the SSH builder of this build")
+    parser.add_argument("--chroot", metavar="CHROOT", help="with --build: the builder of this chroot")
 
 
 def add_watch_options(parser: argparse.ArgumentParser) -> None:
@@ -488,7 +856,16 @@ def add_follow_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = None
+    # `coprssh ssh BUILD -- ARGS`: what follows `--` is ssh's, whatever it looks like.
+    # (argparse of Python < 3.12 mishandles `--` after a subcommand.)
+    if "--" in argv and "ssh" in argv[: argv.index("--")]:
+        split = argv.index("--")
+        argv, extra = argv[:split], argv[split + 1 :]
     args = build_parser().parse_args(argv)
+    if extra is not None:
+        args.extra = extra
     ctx = Context(args, os.environ if environ is None else environ)
     try:
         return args.handler(ctx)

@@ -1,5 +1,5 @@
 /* coprssh build pages: the source switch of the new-build form, and live logs and states
- * on the build page. Plain JavaScript, no framework. The pages work without it: the server
+ * on the build page, with the SSH builder panel of an SSH build. Plain JavaScript, no framework. The pages work without it: the server
  * decides by the chosen source type, and the raw logs are links.
  *
  * Build output is untrusted: it only ever reaches the page as text (Text nodes and
@@ -32,6 +32,7 @@
   // --- the build page: live logs and states -------------------------------------------
 
   const POLL_MS = 2000;
+  const SSH_POLL_MS = 10000; // the build is over but an SSH builder lives on: its expiry may move
   const MAX_POLL_MS = 30000;
   const TAIL_BYTES = 256 * 1024; // of a long log, start with its end
   const KEEP_CHARS = 2 * 1024 * 1024; // what a <pre> keeps before dropping its start
@@ -167,6 +168,44 @@
     return bytes + " bytes";
   }
 
+  // --- the SSH builder panel of a phase ------------------------------------------------
+
+  const SSH_LIVE = ["queued", "provisioning", "ready"];
+  const SSH_TEXT = [
+    "queue_reason", "ssh_command", "host", "port", "user", "ipv4", "ipv6", "host_key_fingerprint",
+    "expires_at_display", "max_expires_at_display", "end",
+  ];
+
+  function setSsh(panel, ssh) {
+    panel.dataset.sshState = ssh.state;
+    setBadge(panel.querySelector('[data-ssh-field="state"]'), ssh.state);
+    for (const name of SSH_TEXT) {
+      const node = panel.querySelector('[data-ssh-field="' + name + '"]');
+      if (!node) continue;
+      const value = ssh[name] === null || ssh[name] === undefined ? "" : String(ssh[name]);
+      // The command is copied as it is; other empty values show a dash.
+      node.textContent = value || (name === "ssh_command" || name === "queue_reason" ? "" : "—");
+    }
+    const reason = panel.querySelector('[data-ssh-field="queue_reason"]');
+    if (reason) reason.hidden = !ssh.queue_reason || !["queued", "provisioning"].includes(ssh.state);
+    const keys = panel.querySelector('[data-ssh-field="key_fingerprints"]');
+    if (keys && keys.dataset.shown !== (ssh.key_fingerprints || []).join(" ")) {
+      keys.dataset.shown = (ssh.key_fingerprints || []).join(" ");
+      keys.replaceChildren();
+      for (const fingerprint of ssh.key_fingerprints || []) {
+        const item = document.createElement("li");
+        item.className = "mono";
+        item.textContent = fingerprint;
+        keys.appendChild(item);
+      }
+    }
+    const countdown = panel.querySelector("[data-countdown]");
+    if (countdown) countdown.dataset.expires = ssh.expires_at || ""; // ssh.js counts down from it
+    for (const part of panel.querySelectorAll("[data-ssh-show]")) {
+      part.hidden = !part.dataset.sshShow.split(" ").includes(ssh.state);
+    }
+  }
+
   function setUpBuildPage(root) {
     const stateUrl = root.dataset.stateUrl;
     const cards = new Map();
@@ -174,6 +213,7 @@
     let phases = new Map(); // key -> latest state.json entry
     let loaded = false;
     let finished = false;
+    let sshLive = false; // some SSH builder of this build is still queued, coming or ready
     let delay = POLL_MS;
     let timer = null;
 
@@ -201,6 +241,8 @@
     function apply(data) {
       finished = Boolean(data.finished);
       root.dataset.finished = String(finished);
+      if (data.now) root.dataset.now = data.now;
+      sshLive = false;
       setBadge(root.querySelector('[data-field="build-state"]'), data.state);
       if (data.package) setText(root, "package", data.package);
       setText(root, "build-started", data.started_at);
@@ -221,6 +263,9 @@
         setText(card, "ended", phase.ended_at);
         setText(card, "duration", phase.duration);
         setResults(card, phase.results);
+        const panel = card.querySelector("[data-ssh]");
+        if (panel && phase.ssh) setSsh(panel, phase.ssh);
+        if (phase.ssh && SSH_LIVE.includes(phase.ssh.state)) sshLive = true;
       }
     }
 
@@ -243,6 +288,7 @@
       }
       const reading = logs.some((view) => view.details.open && !view.done);
       if (!finished || reading) timer = window.setTimeout(tick, delay);
+      else if (sshLive) timer = window.setTimeout(tick, Math.max(delay, SSH_POLL_MS));
     }
 
     tick();

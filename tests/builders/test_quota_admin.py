@@ -149,7 +149,7 @@ def test_lowering_the_quota_queues_no_lease_that_holds_a_slot(admin_client, user
     assert slot_count(user) == 2
     extra = services.request_lease(owner=user, arch="x86_64", ssh=True, purpose="one more")
     assert extra.state == Lease.State.QUEUED
-    assert f"#{five_requests[0].pk} (build #0)" in extra.queue_reason
+    assert f"build #0 (SSH builder #{five_requests[0].pk})" in extra.queue_reason
 
 
 # --- what the policy form refuses ---------------------------------------------------------

@@ -95,7 +95,7 @@ def holders_of(user) -> list[Lease]:
 
 
 def expected_reason(holders: list[Lease], quota: int) -> str:
-    held = ", ".join(f"#{lease.pk} ({lease.purpose})" for lease in holders)
+    held = ", ".join(f"{lease.purpose} (SSH builder #{lease.pk})" for lease in holders)
     return f"{len(holders)} of {quota} SSH builders in use: {held}."
 
 
@@ -116,7 +116,9 @@ def test_fifty_concurrent_ssh_requests_never_exceed_the_quota(user):
     assert len(queued) == REQUESTS - QUOTA
     # Every queued request says why, naming the leases that hold the slots.
     reason = expected_reason(holders, QUOTA)
-    assert reason.startswith(f"2 of 2 SSH builders in use: #{holders[0].pk}")
+    assert reason.startswith(
+        f"2 of 2 SSH builders in use: {holders[0].purpose} (SSH builder #{holders[0].pk})"
+    )
     assert all(lease.queue_reason.startswith(reason) for lease in queued), [
         lease.queue_reason for lease in queued if not lease.queue_reason.startswith(reason)
     ]

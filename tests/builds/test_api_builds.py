@@ -47,7 +47,7 @@ BUILD_FIELDS = {
     "srpm",
 }
 CHROOT_FIELDS = {"name", "state", "status_reason", "started", "ended", "logs", "results", "ssh_builder"}
-SRPM_FIELDS = {"state", "status_reason", "started", "ended", "logs", "results"}
+SRPM_FIELDS = {"state", "status_reason", "started", "ended", "logs", "results", "ssh_builder"}
 
 
 def detail_url(build_id: int) -> str:
@@ -678,6 +678,7 @@ def test_anyone_can_read_a_build_with_absolute_links_to_logs_and_results(anon, p
     assert chroot["logs"]["builder_live"] == f"{base}/logs/fedora-rawhide-x86_64/builder-live.log"
     assert chroot["results"] == [f"{base}/results/fedora-rawhide-x86_64/hello-coprssh-1.0-1.fc44.noarch.rpm"]
     assert chroot["ssh_builder"] is None
+    assert body["srpm"]["ssh_builder"] is None
     assert (chroot["state"], chroot["status_reason"], chroot["started"]) == ("pending", "", None)
     assert all(c["results"] == [] for c in body["chroots"] if c is not chroot)
     # The links work for anyone, and logs are plain text.
@@ -837,8 +838,9 @@ def test_resubmit_a_running_build_is_409(api, project, user, storage_dir):
 @pytest.mark.parametrize(
     ("data", "field", "message"),
     [
-        ({"ssh_public_keys": "ssh-ed25519 AAAA me@laptop"}, "ssh_public_keys", "SSH resubmission is not"),
-        ({"use_saved_keys": True}, "use_saved_keys", "SSH resubmission is not available yet."),
+        ({"ssh_public_keys": "ssh-ed25519 AAAA me@laptop"}, "ssh_public_keys", "Not accepted: line 1"),
+        ({"ssh_public_keys": "x" * (128 * 1024 + 1)}, "ssh_public_keys", "no more than 131072 characters"),
+        ({"use_saved_keys": True}, "use_saved_keys", "You have no saved keys"),
         ({"chroots": "fedora-43-x86_64"}, "chroots", "Expected a list"),
         ({"chroots": []}, "chroots", "may not be empty"),
         ({"chroots": ["fedora-42-x86_64"]}, "chroots", "Not chroots of alice/hello"),
