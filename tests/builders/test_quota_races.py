@@ -8,11 +8,9 @@ test shows the race it prevents.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -21,40 +19,13 @@ from django.utils import timezone
 from builders import services
 from builders.models import AuditEvent, Builder, Lease, QuotaOverride, QuotaPolicy
 from builders.services import quota as quotas
+from tests.concurrency import errors, run_at_once
 from tests.factories import make_builder, make_lease, make_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REQUESTS = 50
 QUOTA = 2  # the policy default
-
-
-def run_at_once(calls: list[Callable[[], Any]], *, timeout: float = 60.0) -> list[Any]:
-    """Run each call in its own thread, all released together; return results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def work(index: int, call: Callable[[], Any]) -> None:
-        try:
-            connection.ensure_connection()  # connect first, so the calls themselves start together
-            barrier.wait(timeout=timeout)
-            outcomes[index] = call()
-        except BaseException as exc:  # reported to the test, which asserts there are none
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    return outcomes
-
-
-def errors(outcomes: list[Any]) -> list[BaseException]:
-    return [o for o in outcomes if isinstance(o, BaseException)]
 
 
 @pytest.fixture(autouse=True)
