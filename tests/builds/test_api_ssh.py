@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +32,7 @@ from builds import services, storage
 from builds.models import Build, BuildChroot, Chroot, SrpmPhase, State
 from keys.services import add_saved_key
 from tests.builds.test_api_builds import client_for, finished_build, make_build, snapshot
+from tests.concurrency import run_at_once
 from tests.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -763,30 +764,6 @@ def test_build_reads_show_ssh_builders_in_a_constant_number_of_queries(api, proj
 
 
 # --- the quota under a race ---------------------------------------------------------------------
-
-
-def run_at_once(calls: list[Callable[[], Any]], *, timeout: float = 120.0) -> list[Any]:
-    """Run each call in its own thread, all released together; return results or exceptions."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[Any] = [None] * len(calls)
-
-    def work(index: int, call: Callable[[], Any]) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=timeout)
-            outcomes[index] = call()
-        except BaseException as exc:  # handed to the test
-            outcomes[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work, args=(n, call)) for n, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a request did not finish"
-    return outcomes
 
 
 def concurrent_ssh_resubmits(django_user_model: Any, key: Key, count: int) -> tuple[Any, APIClient]:
