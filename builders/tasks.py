@@ -47,6 +47,10 @@ def health_check(builder_id: int) -> bool:
     return services.health_check(builder_id=builder_id)
 
 
+def refresh_lease_file(lease_id: int) -> bool:
+    return services.refresh_lease_file(lease_id=lease_id)
+
+
 def start_lease(lease_id: int) -> str:
     """Start a lease that has no `on_assigned` task of its own."""
     return services.start_lease(lease_id=lease_id).state

@@ -23,11 +23,10 @@ from builders import ssh
 from builders.admin_key import admin_key
 from builders.models import Builder
 from builders.providers.base import ProviderError
-from builders.services.machines import machine_of
+from builders.services.machines import machine_of, provider_for
 
 AGENT = Path(__file__).resolve().parent / "agent" / "coprssh_agent.py"
 AGENT_NAME = "coprssh_agent.py"
-JOBS_DIR = "/var/tmp/coprssh-jobs"
 RESULT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}")
 LOG_CHUNK = 1024 * 1024
 
@@ -56,16 +55,18 @@ def _run(conn: Connection, command: str, timeout: float = 60.0) -> str:
         ) from None
 
 
-def new_workdir(label: str) -> str:
+def new_workdir(builder: Builder, label: str) -> str:
     """A fresh folder name on the builder: unguessable, so nothing can be planted there in advance."""
-    return posixpath.join(JOBS_DIR, f"{label}-{secrets.token_hex(8)}")
+    jobs = provider_for(builder.pool).jobs_dir(machine_of(builder))
+    return posixpath.join(jobs, f"{label}-{secrets.token_hex(8)}")
 
 
 def start(builder: Builder, *, workdir: str, job: dict, files: dict[str, Path]) -> None:
     """Upload the agent, the job and its input files, then start the agent detached."""
     try:
         with connect(builder) as conn:
-            _run(conn, f"mkdir -p -m 0755 {JOBS_DIR} && mkdir -m 0700 {shlex.quote(workdir)}")
+            jobs = shlex.quote(posixpath.dirname(workdir))
+            _run(conn, f"mkdir -p -m 0755 {jobs} && mkdir -m 0700 {shlex.quote(workdir)}")
             sftp = conn.sftp()
             sftp.put(str(AGENT), posixpath.join(workdir, AGENT_NAME))
             for name, local in files.items():
@@ -190,6 +191,15 @@ def stop(builder: Builder, *, pgid: int | None, workdir: str) -> None:
                 pgid = status.pgid
             if pgid and pgid > 1:
                 _run(conn, f"kill -TERM -- -{int(pgid)} 2>/dev/null; true")
+            else:
+                # Canceled before the agent wrote its status: find its group by its command line.
+                pattern = shlex.quote(f"{AGENT_NAME} run {workdir}")
+                _run(
+                    conn,
+                    f"for pid in $(pgrep -f -- {pattern}); do"
+                    ' g=$(ps -o pgid= -p "$pid" | tr -d " "); [ -n "$g" ] && [ "$g" -gt 1 ] && kill -TERM -- "-$g";'
+                    " done 2>/dev/null; true",
+                )
     except RunnerError:
         raise
     except Exception as exc:

@@ -102,3 +102,7 @@ class Provider(abc.ABC):
     def state_dir(self, machine: Machine) -> str:
         """Where the service keeps the lease file and copr-builder on the machine (COPRSSH_STATE_DIR there)."""
         return "/etc/coprssh"
+
+    def jobs_dir(self, machine: Machine) -> str:
+        """Where builds work on the machine (deleted with the machine)."""
+        return "/var/tmp/coprssh-jobs"

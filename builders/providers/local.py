@@ -233,6 +233,10 @@ class LocalProvider(Provider):
         self._check_name(machine.provider_id)
         return str(self._sandbox(machine.provider_id).dir)
 
+    def jobs_dir(self, machine: Machine) -> str:
+        """Inside the sandbox, so deleting the machine deletes the builds' work folders too."""
+        return f"{self.state_dir(machine)}/jobs"
+
     # -- Starting sshd ------------------------------------------------------------------------------
 
     def _sshd_config(self, box: _Sandbox, port: int) -> str:
@@ -358,14 +362,18 @@ class LocalProvider(Provider):
     def _stop(self, box: _Sandbox) -> None:
         """Stop the sandbox's sshd and every session it started."""
         roots = self._sshd_processes(box)
-        if not roots:
+        if not roots and not _pids_with_environ(f"COPRSSH_STATE_DIR={box.dir}"):
             return
         # Freeze the listeners first so no new connection forks while we collect the process tree:
         # sessions call setsid() and are reparented when the listener dies, so after that they can
         # no longer be told apart from any other process of this account.
         for proc in roots:
             _signal(proc, signal.SIGSTOP)
-        victims = _with_descendants(roots, _proc_table())
+        table = _proc_table()
+        # Sessions can detach for good (setsid, nohup: the build agent does). Their environment
+        # still carries the COPRSSH_STATE_DIR our sshd set, which names this sandbox.
+        detached = [table[pid] for pid in _pids_with_environ(f"COPRSSH_STATE_DIR={box.dir}") if pid in table]
+        victims = _with_descendants([*roots, *detached], table)
         for proc in victims:
             _signal(proc, signal.SIGTERM)
         for proc in roots:
@@ -559,6 +567,22 @@ def _cmdline_words(pid: int) -> list[str]:
     except OSError:
         return []
     return raw.replace("\0", " ").split()
+
+
+def _pids_with_environ(entry: str) -> list[int]:
+    """Processes whose environment holds exactly `entry` (NAME=value)."""
+    wanted = entry.encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0"):
+            found.append(int(name))
+    return found
 
 
 def _with_descendants(roots: Iterable[_Proc], table: dict[int, _Proc]) -> list[_Proc]:

@@ -1,6 +1,6 @@
 """State changes of the builders app. Callers import from here."""
 
-from builders.services.access import Access, DeployError, deploy_ssh_access, warn_expiring
+from builders.services.access import Access, DeployError, deploy_ssh_access, refresh_lease_file, warn_expiring
 from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
 from builders.services.leases import (
     assign_waiting_leases,
@@ -32,6 +32,7 @@ __all__ = [
     "Access",
     "DeployError",
     "deploy_ssh_access",
+    "refresh_lease_file",
     "warn_expiring",
     "TASK",
     "TICK",

@@ -115,9 +115,11 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
             )
             _put_atomic(sftp, tool, COPR_BUILDER.read_bytes(), 0o755)
             _put_atomic(sftp, posixpath.join(state_dir, "motd"), _motd(lease, info, tool).encode(), 0o644)
+            # On PATH as the build page says; the script finds its lease through COPRSSH_STATE_DIR,
+            # so one copy serves every local builder of a host.
+            ssh.run(conn, f"install -m 0755 {_quote(tool)} /usr/local/bin/copr-builder 2>/dev/null; true")
             if state_dir == "/etc/coprssh":
-                # A whole machine of its own: copr-builder on PATH, and the message of the day.
-                ssh.run(conn, f"ln -sf {tool} /usr/local/bin/copr-builder && cp {state_dir}/motd /etc/motd")
+                ssh.run(conn, f"cp {state_dir}/motd /etc/motd")  # a whole machine of its own
     except ProviderError:
         raise
     except Exception as exc:
@@ -169,6 +171,27 @@ def _motd(lease: Lease, info: dict[str, object], tool: str) -> str:
         "",
     ]
     return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def refresh_lease_file(*, lease_id: int) -> bool:
+    """Write the lease's current expiry into the lease file on its builder (after it changed)."""
+    lease = Lease.objects.select_related("builder__pool").filter(pk=lease_id, ssh=True).first()
+    if lease is None or lease.state != Lease.State.ACTIVE or lease.builder is None:
+        return False
+    machine = machine_of(lease.builder)
+    path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
+    try:
+        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=15) as conn:
+            sftp = conn.sftp()
+            with sftp.open(path, "rb") as handle:
+                data = json.loads(handle.read(256 * 1024))
+            data["expires_at"] = lease.expires_at.isoformat() if lease.expires_at else None
+            data["max_expires_at"] = lease.max_expires_at.isoformat() if lease.max_expires_at else None
+            _put_atomic(sftp, path, json.dumps(data, indent=2).encode(), 0o600)
+    except Exception as exc:  # the builder is the user's: the file may be gone or changed
+        log.warning("could not refresh the lease file of lease %s: %s", lease_id, exc)
+        return False
+    return True
 
 
 def warn_expiring(*, now: datetime | None = None) -> list[int]:

@@ -208,6 +208,7 @@ def keep_after_work(*, lease_id: int, finished_at: datetime | None = None) -> Le
         if wanted > lease.expires_at:
             lease.expires_at = wanted
             lease.save(update_fields=["expires_at"])
+            queue_task("builders.tasks.refresh_lease_file", lease.pk)
     return lease
 
 
@@ -241,6 +242,8 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: AbstractBaseUse
                 lease=lease,
                 detail=f"+{hours} h, expires {wanted:%Y-%m-%d %H:%M:%S %Z}",
             )
+            if lease.ssh and via.source != "builder":  # copr-builder updates its own file
+                queue_task("builders.tasks.refresh_lease_file", lease.pk)
     if refusal is not None:
         with transaction.atomic():
             audit(AuditEvent.Action.PROLONG_REFUSED, via=via, lease=lease, detail=refusal.message)

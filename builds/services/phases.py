@@ -84,7 +84,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         return phase
     builder = lease.builder
     label = f"{phase.build_id}-{'srpm' if isinstance(phase, SrpmPhase) else phase.chroot.name}"
-    workdir = runner.new_workdir(label)
+    workdir = runner.new_workdir(builder, label)
     storage.backend_log(
         phase.storage_dir,
         f"Builder {builder} ({builder.host}:{builder.port}) assigned; starting in {workdir}.",

@@ -212,8 +212,8 @@ def farm(
     # that never recorded its remote_dir.
     new_workdir = runner.new_workdir
 
-    def remember_workdir(label: str) -> str:
-        workdir = new_workdir(label)
+    def remember_workdir(builder: Any, label: str) -> str:
+        workdir = new_workdir(builder, label)
         machine.workdirs.append(workdir)
         return workdir
 
