@@ -8,6 +8,9 @@ class CoprsshConfig(AppConfig):
     name = "coprssh"
     verbose_name = "coprssh"
 
+    def ready(self) -> None:
+        from coprssh import checks  # noqa: F401 - registers the system checks
+
 
 class OperatorsAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin, with the operators' console (coprssh.admin.OperatorsSite) as its site."""

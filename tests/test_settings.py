@@ -45,9 +45,35 @@ def test_deploy_check_is_clean_with_production_settings(tmp_path):
 def test_production_refuses_to_start_without_secret_key(tmp_path):
     env = _production_env()
     del env["SECRET_KEY"]
-    result = _manage("check", env=env, data_dir=tmp_path)
+    result = _manage("check", "--deploy", env=env, data_dir=tmp_path)
     assert result.returncode != 0
     assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_wsgi_server_refuses_to_start_without_secret_key(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "DATABASE_URL"}}
+    env.update(_production_env(), COPRSSH_DATA_DIR=str(tmp_path))
+    del env["SECRET_KEY"]
+    result = subprocess.run(
+        [sys.executable, "-c", "import coprssh.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+
+
+@pytest.mark.slow
+def test_commands_that_sign_nothing_run_without_secret_key(tmp_path):
+    env = _production_env()
+    del env["SECRET_KEY"]
+    result = _manage("makemigrations", "--check", "--dry-run", env=env, data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "No changes detected" in result.stdout
 
 
 @pytest.mark.slow
