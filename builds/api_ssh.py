@@ -16,9 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
-from builders.models import Lease
-from builds.models import BuildChroot, SrpmPhase
-from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
+from builds.ssh_view import SshBuilderView, public_state, served_by, ssh_builders_of
 from coprssh.exceptions import NotFoundError
 
 MAX_PROLONG_HOURS = 48
@@ -125,20 +123,6 @@ def _hours(duration: timedelta) -> float:
     return duration.total_seconds() / 3600
 
 
-def _served_by(leases: list[Lease]) -> dict[int, tuple[int, str]]:
-    """Lease id → (build id, chroot name or "srpm") for the phases these leases serve."""
-    ids = [lease.pk for lease in leases]
-    served = {
-        lease_id: (build_id, chroot)
-        for lease_id, build_id, chroot in BuildChroot.objects.filter(lease_id__in=ids).values_list(
-            "lease_id", "build_id", "chroot__name"
-        )
-    }
-    for lease_id, build_id in SrpmPhase.objects.filter(lease_id__in=ids).values_list("lease_id", "build_id"):
-        served[lease_id] = (build_id, "srpm")
-    return served
-
-
 class QuotaView(APIView):
     """The caller's SSH quota: the limits, and which SSH builders hold the slots."""
 
@@ -146,7 +130,7 @@ class QuotaView(APIView):
     def get(self, request: Request) -> Response:
         quota = builders.quota_for(request.user)
         holders = builders.slot_holders(request.user)
-        served = _served_by(holders)
+        served = served_by([lease.pk for lease in holders])
         return Response(
             QuotaOutput(
                 {

@@ -72,6 +72,21 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None) -> SshBuilder
     )
 
 
+def served_by(lease_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """Lease id → (build id, chroot name or "srpm") for the phases these leases serve."""
+    served = {
+        lease_id: (build_id, chroot)
+        for lease_id, build_id, chroot in BuildChroot.objects.filter(lease_id__in=lease_ids).values_list(
+            "lease_id", "build_id", "chroot__name"
+        )
+    }
+    for lease_id, build_id in SrpmPhase.objects.filter(lease_id__in=lease_ids).values_list(
+        "lease_id", "build_id"
+    ):
+        served[lease_id] = (build_id, "srpm")
+    return served
+
+
 def ssh_builders_of(user: AbstractBaseUser, *, lease_id: int | None = None) -> list[SshBuilderView]:
     """The user's SSH builders, newest first, in a constant number of queries."""
     leases = Lease.objects.filter(owner_id=user.pk, ssh=True).select_related("builder").order_by("-id")

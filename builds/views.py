@@ -26,7 +26,7 @@ from builds.files import LOG_NAMES, log_url, result_url
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
 from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
 from builds.services.ssh import keys_of
-from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
+from builds.ssh_view import SshBuilderView, served_by, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
 from coprssh.exceptions import NotFoundError, ServiceError
 from keys.models import SavedKey
@@ -369,8 +369,7 @@ class QuotaView:
 def _quota_view(user: AbstractBaseUser) -> QuotaView:
     quota = builders.quota_for(user)
     ids = [lease.pk for lease in builders.slot_holders(user)]
-    build_of = dict(BuildChroot.objects.filter(lease_id__in=ids).values_list("lease_id", "build_id"))
-    build_of.update(SrpmPhase.objects.filter(lease_id__in=ids).values_list("lease_id", "build_id"))
+    build_of = {lease_id: build_id for lease_id, (build_id, _chroot) in served_by(ids).items()}
     return QuotaView(
         in_use=len(ids),
         limit=quota.max_ssh_builders,
