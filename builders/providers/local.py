@@ -308,6 +308,14 @@ class LocalProvider(Provider):
                 return False
             # Until it writes its pid file the daemon is known only by its command line.
             if not box.pid_file.exists() and not self._sshd_processes(box):
+                # Look again after a moment: the daemon may be between its fork and its pid file,
+                # or gone with its reason just written.
+                time.sleep(0.2)
+                if box.pid_file.exists() or self._sshd_processes(box):
+                    continue
+                log = _tail(box.log)
+                if "Address already in use" in log or "Cannot bind any address" in log:
+                    return False
                 raise ProviderError(f"sshd exited during start: {log or 'no log'}")
             time.sleep(0.05)
         raise ProviderError(f"sshd did not answer on {self.address} port {port} within {self.boot_timeout}s")
