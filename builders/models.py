@@ -38,6 +38,18 @@ class Pool(models.Model):
     )
     enabled = models.BooleanField(default=True, help_text="A disabled pool starts no builders.")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Failure containment, written only by builders.services.pools: consecutive provisioning
+    # failures back the pool off exponentially; a permanent error pauses it until resumed.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    backoff_until = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="No machine is created before this time."
+    )
+    paused_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Paused by a permanent error until resumed."
+    )
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -98,6 +110,10 @@ class Builder(models.Model):
     single_use = models.BooleanField(default=False)
     reuse_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0, help_text="Provisioning attempts so far.")
+    # A failed attempt is retried once its pool's backoff is over; the tick queues it then.
+    retry_at = models.DateTimeField(null=True, blank=True)
+    # When the tick last checked this idle builder over SSH.
+    checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     state_changed_at = models.DateTimeField(default=timezone.now)
@@ -118,6 +134,16 @@ class Builder(models.Model):
                 fields=["state", "state_changed_at"],
                 condition=Q(state__in=["provisioning", "terminating"]),
                 name="builders_builder_moving_idx",
+            ),
+            # retry_due_provisions: failed attempts waiting for their pool's backoff.
+            models.Index(
+                fields=["retry_at"], condition=Q(state="provisioning"), name="builders_builder_retry_idx"
+            ),
+            # check_idle_builders: ready builders, least recently checked first.
+            models.Index(
+                fields=["checked_at", "state_changed_at"],
+                condition=Q(state="ready"),
+                name="builders_builder_health_idx",
             ),
         ]
 
@@ -326,6 +352,12 @@ class AuditEvent(models.Model):
         BUILDER_FAILED = "builder-failed"
         TERMINATED = "terminated"
         ORPHAN_DELETED = "orphan-deleted"
+        BUILDER_RECOVERED = "builder-recovered"
+        POOL_FAILING = "pool-failing"
+        POOL_PAUSED = "pool-paused"
+        POOL_RESUMED = "pool-resumed"
+        POOL_RECOVERED = "pool-recovered"
+        QUOTA_CHANGED = "quota-changed"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=30, choices=Action.choices)

@@ -279,6 +279,11 @@ Q_CLUSTER = {
 COPRSSH_BUILDERS_DIR = Path(env_str("COPRSSH_BUILDERS_DIR", str(DATA_DIR / "builders")))
 # The service's own SSH key, installed on every builder; created on first use.
 COPRSSH_ADMIN_KEY_FILE = Path(env_str("COPRSSH_ADMIN_KEY_FILE", str(DATA_DIR / "ssh" / "admin_ed25519")))
+# A pool whose creates fail waits this long after the first failure, doubling up to the maximum.
+COPRSSH_POOL_BACKOFF_FIRST = env_int("COPRSSH_POOL_BACKOFF_FIRST", 30, minimum=1, maximum=24 * 3600)
+COPRSSH_POOL_BACKOFF_MAX = env_int("COPRSSH_POOL_BACKOFF_MAX", 30 * 60, minimum=1, maximum=7 * 24 * 3600)
+# Idle ready builders are checked over SSH when they have not been for this long (0: never).
+COPRSSH_HEALTH_CHECK_SECONDS = env_int("COPRSSH_HEALTH_CHECK_SECONDS", 60, minimum=0)
 
 # --- builds ---
 # Build logs, SRPMs and results: one folder per project/chroot/build.
