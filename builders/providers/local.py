@@ -47,6 +47,11 @@ SSHD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
 
 SHADOW_PATH = Path("/etc/shadow")
 
+PRIVSEP_RE = re.compile(r"Missing privilege separation directory: (/[^\s:]+)")
+
+# What to tell an operator whose machine has no sshd (the local provider cannot work without it).
+SSHD_INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server (Debian, Ubuntu) or dnf install openssh-server (Fedora)"
+
 
 @dataclass(frozen=True)
 class _Sandbox:
@@ -140,6 +145,9 @@ class LocalProvider(Provider):
         self._check_name(name)
         _check_metadata(metadata)
         admin_line = _check_public_key_line(admin_public_key)
+        if not os.access(self.sshd_path, os.X_OK):
+            # Retrying cannot help until someone installs it: the pool pauses on this.
+            raise ProviderError(f"no sshd at {self.sshd_path}; {SSHD_INSTALL_HINT}", permanent=True)
         user = _login_user()
         if _locked_for_sshd(user):
             raise ProviderError(
@@ -287,14 +295,17 @@ class LocalProvider(Provider):
         command = [self.sshd_path, "-f", str(box.config), "-E", str(box.log)]
         launch = self._launch(command)
         if launch.returncode != 0:
-            missing = re.search(r"Missing privilege separation directory: (\S+)", launch.stderr)
+            # With -E sshd writes its fatal errors to the log file, not to stderr: read both.
+            missing = PRIVSEP_RE.search(launch.stderr + "\n" + _tail(box.log))
             if missing and os.geteuid() == 0:
                 # As root, sshd needs its privsep directory (/run/sshd on Debian); it lives on a
-                # tmpfs that the distribution's unit file normally creates at boot.
+                # tmpfs that the distribution's unit file creates when the system sshd starts, so a
+                # machine that never ran the system sshd has none.
                 _make_privsep_dir(Path(missing.group(1)))
+                _write_private(box.log, "")
                 launch = self._launch(command)
         if launch.returncode != 0:
-            detail = launch.stderr.strip() or _tail(box.log)
+            detail = launch.stderr.strip() or _tail(box.log) or "no message"
             raise ProviderError(f"sshd did not start (exit {launch.returncode}): {detail}")
 
         # The daemon binds its port and writes the pid file only after it has detached, so a

@@ -17,15 +17,20 @@ from builders.services.leases import (
     start_lease,
 )
 from builders.services.machines import (
+    check_idle_builders,
     delete_builder,
     delete_orphans,
     delete_terminating,
     ensure_capacity,
     health_check,
     provision_builder,
+    recover_abandoned_builders,
     recover_stuck,
+    retry_due_provisions,
     terminate_builder,
 )
+from builders.services.pools import PoolHealth, resume_pool
+from builders.services.pools import health_of as pool_health
 from builders.services.quota import quota_for, slot_holders
 
 __all__ = [
@@ -40,6 +45,12 @@ __all__ = [
     "ProlongRefused",
     "Via",
     "assign_waiting_leases",
+    "check_idle_builders",
+    "PoolHealth",
+    "pool_health",
+    "recover_abandoned_builders",
+    "resume_pool",
+    "retry_due_provisions",
     "delete_builder",
     "delete_orphans",
     "delete_terminating",

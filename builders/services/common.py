@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.db import transaction
+
 from coprssh.exceptions import ConflictError, ServiceError
 
 if TYPE_CHECKING:
@@ -24,6 +26,13 @@ class Via:
 
 TICK = Via(source="tick")
 TASK = Via(source="task")
+
+
+def queue_task(func: str, *args: object) -> None:
+    """Queue a task once the current transaction commits, so the worker sees its rows."""
+    from django_q.tasks import async_task
+
+    transaction.on_commit(lambda: async_task(func, *args))
 
 
 class LeaseNotActive(ConflictError):

@@ -19,8 +19,9 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.services import pools as pool_health
 from builders.services import quota as quotas
-from builders.services.common import TICK, LeaseNotActive, ProlongRefused, Via, audit
+from builders.services.common import TICK, LeaseNotActive, ProlongRefused, Via, audit, queue_task
 from coprssh.exceptions import NotFoundError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,6 @@ log = logging.getLogger(__name__)
 MAX_PROLONG_HOURS = 48
 # Ready builders tried per lease before giving the turn to the next lease.
 CANDIDATES = 20
-
-
-def queue_task(func: str, *args: object) -> None:
-    """Queue a task once the current transaction commits, so the worker sees its rows."""
-    from django_q.tasks import async_task
-
-    transaction.on_commit(lambda: async_task(func, *args))
 
 
 def pools_for(*, arch: str, pool_id: int | None = None) -> list[Pool]:
@@ -158,8 +152,10 @@ def _assign_one(lease_id: int) -> bool:
             log.info("lease %s assigned builder %s", lease.pk, builder_id)
             queue_task(lease.on_assigned or "builders.tasks.start_lease", lease.pk)
             return True
-        if lease.queue_reason.startswith("No builder pool"):
-            Lease.objects.filter(pk=lease.pk, state=Lease.State.WAITING).update(queue_reason="")
+        # A waiting lease's reason is about its pools (quota reasons belong to queued leases).
+        reason = pool_health.waiting_reason(pools, now=now)
+        if lease.queue_reason != reason:
+            Lease.objects.filter(pk=lease.pk, state=Lease.State.WAITING).update(queue_reason=reason)
     return False
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from builders import ssh
 from builders.admin_key import admin_key
 from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.providers.base import Machine, Provider, ProviderError, generate_host_key
-from builders.services.common import TASK, TICK, Via, audit
-from builders.services.leases import queue_task
+from builders.services import pools as pool_health
+from builders.services.common import TASK, TICK, Via, audit, queue_task
 from coprssh.exceptions import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ def ensure_capacity() -> list[int]:
     row is locked while its builders are counted and new ones inserted.
     """
     created: list[int] = []
+    retry_due_provisions()
     waiting = list(
         Lease.objects.filter(state=Lease.State.WAITING).values_list("arch", "pool_id", "ssh", "sandbox")
     )
@@ -81,6 +82,8 @@ def ensure_capacity() -> list[int]:
 
 
 def _fill(pool: Pool, waiting: list[tuple[str, int | None, bool, str]]) -> list[int]:
+    if not pool_health.can_create(pool):
+        return []  # paused, or backing off: demand waits and says why
     builders = Builder.objects.filter(pool=pool)
     counts = builders.alive().aggregate(
         alive=Count("pk"),
@@ -106,6 +109,9 @@ def _fill(pool: Pool, waiting: list[tuple[str, int | None, bool, str]]) -> list[
             ):
                 queue_task("builders.tasks.delete_builder", builder_id)
     new = max(min(wanted, room), 0)
+    if pool.consecutive_failures:
+        # A failing pool probes with one machine at a time until one comes up.
+        new = min(new, max(1 - counts["provisioning"], 0))
     ids = []
     for _ in range(new):
         builder = Builder.objects.create(pool=pool, state=Builder.State.PROVISIONING)
@@ -126,10 +132,14 @@ def provision_builder(*, builder_id: int) -> Builder | None:
     builder = Builder.objects.select_related("pool").filter(pk=builder_id).first()
     if builder is None or builder.state != Builder.State.PROVISIONING:
         return builder  # done already, or terminated meanwhile
+    if builder.retry_at is not None and builder.retry_at > timezone.now():
+        return builder  # an early delivery: the retry waits for the pool's backoff
+    if not pool_health.can_create(builder.pool):
+        return _hold_for_pool(builder)
     # Claim this attempt; a second delivery of the same task finds the counter moved.
     claimed = Builder.objects.filter(
         pk=builder.pk, state=Builder.State.PROVISIONING, attempts=builder.attempts
-    ).update(attempts=builder.attempts + 1, state_changed_at=timezone.now(), provider_id="")
+    ).update(attempts=builder.attempts + 1, state_changed_at=timezone.now(), provider_id="", retry_at=None)
     if not claimed:
         return builder
     builder.attempts += 1
@@ -146,7 +156,7 @@ def provision_builder(*, builder_id: int) -> Builder | None:
             admin_public_key=admin_key().public_line,
         )
     except ProviderError as exc:
-        return _provision_failed(builder, exc.message, permanent=exc.permanent)
+        return _provision_failed(builder, f"cannot create: {exc.message}", permanent=exc.permanent)
     recorded = Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
         provider_id=machine.provider_id,
         name=machine.name,
@@ -164,7 +174,7 @@ def provision_builder(*, builder_id: int) -> Builder | None:
         wait_for_ssh(machine, timeout=float(builder.pool.provider_settings.get("boot_timeout", 300)))
     except ProviderError as exc:
         _delete_quietly(provider, machine.provider_id)
-        return _provision_failed(builder, exc.message, permanent=False)
+        return _provision_failed(builder, f"did not boot: {exc.message}", permanent=False)
     now = timezone.now()
     with transaction.atomic():
         ready = Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
@@ -179,9 +189,49 @@ def provision_builder(*, builder_id: int) -> Builder | None:
                 detail=f"{machine.name} at {builder.host}:{builder.port} in {time.monotonic() - started:.1f} s",
             )
             queue_task("builders.tasks.assign_leases")
-    if not ready:
+    if ready:
+        pool_health.record_success(pool_id=builder.pool_id)
+    else:
         _delete_quietly(provider, machine.provider_id)
     return builder
+
+
+def _hold_for_pool(builder: Builder) -> Builder | None:
+    """The pool may not create now: a paused pool gives the attempt up, a backing-off one defers it."""
+    pool = builder.pool
+    now = timezone.now()
+    if pool.paused_at is not None:
+        message = f"not started: pool {pool.name} is paused ({pool_health.health_of(pool).text})"
+        with transaction.atomic():
+            if Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+                state=Builder.State.FAILED,
+                last_error=message[:2000],
+                retry_at=None,
+                state_changed_at=now,
+                terminated_at=now,
+            ):
+                audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+    else:
+        Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+            retry_at=pool.backoff_until, state_changed_at=now
+        )
+    return Builder.objects.filter(pk=builder.pk).first()
+
+
+def retry_due_provisions(*, now: datetime | None = None) -> list[int]:
+    """Queue the provisioning attempts whose pool's backoff is over (the tick and demand call this)."""
+    now = now or timezone.now()
+    due = Builder.objects.filter(state=Builder.State.PROVISIONING, retry_at__lte=now, pool__paused_at=None)
+    queued = []
+    for builder_id in list(due.values_list("pk", flat=True)[:100]):
+        with transaction.atomic():
+            # Compare-and-swap on retry_at: two ticks at once queue the retry once.
+            if Builder.objects.filter(pk=builder_id, retry_at__lte=now).update(
+                retry_at=None, state_changed_at=now
+            ):
+                queue_task("builders.tasks.provision_builder", builder_id)
+                queued.append(builder_id)
+    return queued
 
 
 def wait_for_ssh(machine: Machine, *, timeout: float) -> None:
@@ -208,20 +258,30 @@ def check_ssh(machine: Machine, *, timeout: float = 10.0) -> None:
         raise ProviderError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _provision_failed(builder: Builder, message: str, *, permanent: bool) -> Builder | None:
-    retry = not permanent and builder.attempts < MAX_ATTEMPTS
+def _provision_failed(
+    builder: Builder, message: str, *, permanent: bool, count_for_pool: bool = True
+) -> Builder | None:
+    pool = builder.pool
+    if count_for_pool:
+        pool = pool_health.record_failure(pool_id=builder.pool_id, message=message, permanent=permanent)
+    retry = not permanent and builder.attempts < MAX_ATTEMPTS and pool.paused_at is None
     now = timezone.now()
     with transaction.atomic():
         if retry:
+            # Not at once: the retry waits for the pool's backoff, and the tick queues it then.
             Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-                last_error=message[:2000], state_changed_at=now
+                last_error=message[:2000], state_changed_at=now, retry_at=pool.backoff_until or now
             )
-            queue_task("builders.tasks.provision_builder", builder.pk)
         elif Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-            state=Builder.State.FAILED, last_error=message[:2000], state_changed_at=now, terminated_at=now
+            state=Builder.State.FAILED,
+            last_error=message[:2000],
+            state_changed_at=now,
+            terminated_at=now,
+            retry_at=None,
         ):
             audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
-            queue_task("builders.tasks.assign_leases")
+            if not count_for_pool:  # record_failure has queued it already
+                queue_task("builders.tasks.assign_leases")
     log.warning(
         "builder %s attempt %s failed%s: %s",
         builder.pk,
@@ -249,11 +309,38 @@ def _delete_quietly(provider: Provider, provider_id: str) -> None:
 # --- health and termination ----------------------------------------------------------
 
 
+def check_idle_builders(*, now: datetime | None = None, limit: int = 10) -> list[int]:
+    """Queue health checks of ready builders idle and unchecked for a while, least recently checked first.
+
+    A builder whose machine died while idle is then replaced before a lease is given a dead one.
+    """
+    every = settings.COPRSSH_HEALTH_CHECK_SECONDS
+    if not every:
+        return []
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=every)
+    unchecked = Q(checked_at=None) | Q(checked_at__lt=cutoff)
+    due = (
+        Builder.objects.ready()
+        .filter(unchecked, state_changed_at__lt=cutoff)
+        .order_by(F("checked_at").asc(nulls_first=True), "state_changed_at")
+    )
+    queued = []
+    for builder_id in list(due.values_list("pk", flat=True)[:limit]):
+        with transaction.atomic():
+            # Compare-and-swap on checked_at: two ticks at once check a builder once.
+            if Builder.objects.ready().filter(unchecked, pk=builder_id).update(checked_at=now):
+                queue_task("builders.tasks.health_check", builder_id)
+                queued.append(builder_id)
+    return queued
+
+
 def health_check(*, builder_id: int) -> bool:
     """Check an idle ready builder over SSH; a builder that does not answer is terminated."""
     builder = Builder.objects.filter(pk=builder_id, state=Builder.State.READY).first()
     if builder is None:
         return False
+    Builder.objects.filter(pk=builder_id).update(checked_at=timezone.now())
     try:
         check_ssh(machine_of(builder))
     except ProviderError as exc:
@@ -341,13 +428,18 @@ def recover_stuck(*, now: datetime | None = None) -> dict[str, list[int]]:
     now = now or timezone.now()
     stuck_provisioning = list(
         Builder.objects.filter(
-            state=Builder.State.PROVISIONING, state_changed_at__lt=now - PROVISION_STUCK_AFTER
+            state=Builder.State.PROVISIONING,
+            state_changed_at__lt=now - PROVISION_STUCK_AFTER,
+            retry_at=None,  # those wait for their pool's backoff on purpose
         ).values_list("pk", flat=True)
     )
     for builder_id in stuck_provisioning:
         builder = Builder.objects.get(pk=builder_id)
         if builder.attempts >= MAX_ATTEMPTS:
-            _provision_failed(builder, "provisioning did not finish in time", permanent=True)
+            # The worker died, not (as far as we know) the provider: the pool is not blamed.
+            _provision_failed(
+                builder, "provisioning did not finish in time", permanent=True, count_for_pool=False
+            )
         else:
             # The claim in provision_builder lets exactly one run go ahead.
             Builder.objects.filter(pk=builder_id, state=Builder.State.PROVISIONING).update(
@@ -365,6 +457,43 @@ def recover_stuck(*, now: datetime | None = None) -> dict[str, list[int]]:
         with transaction.atomic():
             queue_task("builders.tasks.delete_builder", builder_id)
     return {"provisioning": stuck_provisioning, "terminating": stuck_terminating}
+
+
+ABANDONED_GRACE = timedelta(minutes=1)
+
+
+def recover_abandoned_builders(*, now: datetime | None = None) -> list[int]:
+    """Terminate builders left leased by a lease that has ended or no longer exists.
+
+    Nothing else would ever free such a builder (a lease row deleted by hand, a crash between two
+    writes), and on an SSH builder its user would keep root on a machine nobody deletes.
+    """
+    now = now or timezone.now()
+    held = Exists(Lease.objects.open().filter(builder_id=OuterRef("pk")))
+    abandoned = Builder.objects.filter(
+        state=Builder.State.LEASED, state_changed_at__lt=now - ABANDONED_GRACE
+    ).exclude(held)
+    recovered = []
+    for builder_id in list(abandoned.values_list("pk", flat=True)[:200]):
+        with transaction.atomic():
+            # Only a ready builder can be leased, so one without an open lease stays without one;
+            # the compare-and-swap still guards against a second tick doing the same.
+            if (
+                Builder.objects.filter(pk=builder_id, state=Builder.State.LEASED)
+                .exclude(held)
+                .update(state=Builder.State.TERMINATING, state_changed_at=now, last_error="lease gone")
+            ):
+                audit(
+                    AuditEvent.Action.BUILDER_RECOVERED,
+                    via=TICK,
+                    builder=Builder(pk=builder_id),
+                    detail="leased, but its lease has ended or is gone: terminated",
+                )
+                queue_task("builders.tasks.delete_builder", builder_id)
+                recovered.append(builder_id)
+    if recovered:
+        log.warning("terminated builders %s: their leases had ended or were gone", recovered)
+    return recovered
 
 
 def delete_orphans(*, now: datetime | None = None) -> list[str]:

@@ -32,6 +32,8 @@ class FakeProvider(Provider):
     delete_failures: int = 0
     boot_failures: int = 0
     list_failures: int = 0
+    # While set ("transient" or "permanent"), every create fails that way: a cloud that is down.
+    outage: str | None = None
     # Called at the start of create(): what happens elsewhere while the cloud is busy.
     during_create: Callable[[], object] | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -74,7 +76,7 @@ class FakeProvider(Provider):
         self.calls.append(("create", name))
         if self.during_create is not None:
             self.during_create()
-        fault = self.create_faults.pop(0) if self.create_faults else None
+        fault = self.create_faults.pop(0) if self.create_faults else self.outage
         if fault in (TRANSIENT, PERMANENT):
             raise ProviderError(f"create {name}: quota exceeded ({fault})", permanent=fault == PERMANENT)
         machine = self._make(name, metadata, host_key.public_line)

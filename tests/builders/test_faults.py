@@ -66,10 +66,44 @@ def _events(action) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(action=action).order_by("id"))
 
 
+@pytest.fixture
+def clock():
+    """The time, stopped; tests move it past a pool's backoff."""
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        yield traveller
+
+
+def _past_backoff(clock, pool) -> None:
+    pool.refresh_from_db()
+    assert pool.backoff_until is not None
+    clock.move_to(pool.backoff_until + timedelta(seconds=1))
+
+
+def _retry_after_backoff(queued, clock, builder) -> None:
+    """Wait out the pool's backoff, as the tick does, and check that the retry is queued then."""
+    assert queued.take() in ([], [(ASSIGN, ())])
+    assert queued.call(services.retry_due_provisions) == []  # not before the backoff is over
+    _past_backoff(clock, builder.pool)
+    assert queued.call(services.retry_due_provisions) == [builder.pk]
+    assert queued.take() == [(PROVISION, (builder.pk,))]
+
+
+def _provision_until_final(queued, clock, builder) -> int:
+    """Play worker and tick until the builder is ready or failed; return the attempts made."""
+    runs = 0
+    while True:
+        builder = _provision(queued, builder)
+        runs += 1
+        if builder.state != Builder.State.PROVISIONING:
+            return runs
+        assert runs <= MAX_ATTEMPTS
+        _retry_after_backoff(queued, clock, builder)
+
+
 # --- provisioning -------------------------------------------------------------------------
 
 
-def test_transient_create_failure_keeps_the_builder_provisioning_and_queues_a_retry(queued, fake, pool):
+def test_transient_create_failure_retries_the_builder_after_the_pools_backoff(queued, fake, pool, clock):
     builder = _new_builder(queued, pool)
     fake.fail_next_create()
     builder = _provision(queued, builder)
@@ -77,23 +111,32 @@ def test_transient_create_failure_keeps_the_builder_provisioning_and_queues_a_re
     assert builder.attempts == 1
     assert "quota exceeded" in builder.last_error
     assert builder.provider_id == ""
-    assert queued.take() == [(PROVISION, (builder.pk,))]
+    pool.refresh_from_db()
+    assert pool.consecutive_failures == 1
+    assert pool.backoff_until == timezone.now() + timedelta(seconds=30)
     assert fake.machines == {}
+    _retry_after_backoff(queued, clock, builder)
     # The retry goes through: same row, second attempt, a machine of its own.
     builder = _provision(queued, builder)
     assert (builder.state, builder.attempts, builder.last_error) == (Builder.State.READY, 2, "")
     assert _owners(fake) == {builder.provider_id: str(builder.pk)}
     assert _states() == {builder.pk: Builder.State.READY}
+    pool.refresh_from_db()
+    assert (pool.consecutive_failures, pool.backoff_until, pool.failing_since) == (0, None, None)
+    assert [e.action for e in AuditEvent.objects.filter(action__startswith="pool-").order_by("id")] == [
+        AuditEvent.Action.POOL_FAILING,
+        AuditEvent.Action.POOL_RECOVERED,
+    ]
 
 
-def test_boot_timeout_deletes_the_machine_and_retries_on_a_new_one(queued, fake, pool):
+def test_boot_timeout_deletes_the_machine_and_retries_on_a_new_one(queued, fake, pool, clock):
     builder = _new_builder(queued, pool)
     fake.fail_next_boots()
     builder = _provision(queued, builder)
     assert builder.state == Builder.State.PROVISIONING
     assert "SSH did not answer" in builder.last_error
     assert fake.machines == {}
-    assert queued.take() == [(PROVISION, (builder.pk,))]
+    _retry_after_backoff(queued, clock, builder)
     builder = _provision(queued, builder)
     assert builder.state == Builder.State.READY
     assert len(fake.created()) == 2
@@ -108,12 +151,10 @@ def test_boot_timeout_deletes_the_machine_and_retries_on_a_new_one(queued, fake,
         ["timeout", "timeout", "transient"],
     ],
 )
-def test_builder_fails_after_three_attempts_without_leaking_machines(queued, fake, pool, faults):
+def test_builder_fails_after_three_attempts_without_leaking_machines(queued, fake, pool, clock, faults):
     builder = _new_builder(queued, pool)
     fake.create_faults = list(faults)
-    queued.tasks.append((PROVISION, (builder.pk,)))
-    ran = queued.run(only=PROVISION)
-    assert len(ran) == MAX_ATTEMPTS
+    assert _provision_until_final(queued, clock, builder) == MAX_ATTEMPTS
     builder.refresh_from_db()
     assert builder.state == Builder.State.FAILED
     assert builder.attempts == MAX_ATTEMPTS
@@ -129,29 +170,41 @@ def test_builder_fails_after_three_attempts_without_leaking_machines(queued, fak
     assert len(fake.created()) == MAX_ATTEMPTS
 
 
-def test_permanent_create_failure_fails_the_builder_at_once(queued, fake, pool):
+def test_permanent_create_failure_fails_the_builder_at_once_and_pauses_the_pool(queued, fake, pool):
     builder = _new_builder(queued, pool)
     fake.fail_next_create(permanent=True)
     builder = _provision(queued, builder)
     assert (builder.state, builder.attempts) == (Builder.State.FAILED, 1)
     assert queued.names() == [ASSIGN]
     assert fake.machines == {}
+    pool.refresh_from_db()
+    assert pool.paused_at is not None
+    assert "quota exceeded" in pool.last_error
+    [paused] = _events(AuditEvent.Action.POOL_PAUSED)
+    assert "quota exceeded" in paused.detail
 
 
-def test_waiting_lease_is_served_by_another_builder_when_the_first_fails(queued, fake, pool, user):
+def test_waiting_lease_is_served_by_another_builder_when_the_first_fails(queued, fake, pool, user, clock):
     lease = queued.call(
         services.request_lease, owner=user, arch="x86_64", sandbox="alice/proj--alice", purpose="build 1"
     )
     fake.fail_next_create(times=MAX_ATTEMPTS)
-    # The worker: assign (nothing ready) -> start a builder -> three failed attempts -> FAILED ->
-    # assign again -> start another builder -> ready -> assign -> start the lease.
-    queued.run()
-    lease.refresh_from_db()
+    # The worker and the tick: assign (nothing ready) -> start a builder -> three failed attempts,
+    # each after the pool's backoff -> FAILED -> start another builder -> ready -> start the lease.
+    for _ in range(MAX_ATTEMPTS + 2):
+        queued.run()
+        lease.refresh_from_db()
+        if lease.state == Lease.State.ACTIVE:
+            break
+        assert "Pool cloud is failing since" in lease.queue_reason
+        _past_backoff(clock, pool)
+        queued.call(tasks.tick)
     failed, served = Builder.objects.order_by("pk")
     assert (failed.state, failed.attempts) == (Builder.State.FAILED, MAX_ATTEMPTS)
     assert served.state == Builder.State.LEASED
     assert lease.state == Lease.State.ACTIVE
     assert lease.builder_id == served.pk
+    assert lease.queue_reason == ""
     assert served.sandbox == "alice/proj--alice"
     assert _owners(fake) == {served.provider_id: str(served.pk)}
     assert _states() == {failed.pk: Builder.State.FAILED, served.pk: Builder.State.LEASED}
@@ -167,7 +220,9 @@ def test_pool_at_its_limit_with_failed_builders_still_starts_new_ones(queued, fa
     assert Builder.objects.filter(pool=pool).alive().count() == 1
 
 
-def test_create_that_timed_out_but_made_a_machine_is_deleted_before_the_next_attempt(queued, fake, pool):
+def test_create_that_timed_out_but_made_a_machine_is_deleted_before_the_next_attempt(
+    queued, fake, pool, clock
+):
     builder = _new_builder(queued, pool)
     fake.time_out_next_create()
     builder = _provision(queued, builder)
@@ -176,8 +231,8 @@ def test_create_that_timed_out_but_made_a_machine_is_deleted_before_the_next_att
     [leftover] = fake.machines
     assert fake.machines[leftover].metadata[BUILDER_ID_KEY] == str(builder.pk)
     assert builder.provider_id == ""  # the service never learnt its id: only the tag finds it
-    queued.run(only=PROVISION)
-    builder.refresh_from_db()
+    _retry_after_backoff(queued, clock, builder)
+    builder = _provision(queued, builder)
     assert builder.state == Builder.State.READY
     assert builder.provider_id != leftover
     assert fake.calls == [
@@ -189,11 +244,10 @@ def test_create_that_timed_out_but_made_a_machine_is_deleted_before_the_next_att
     assert _owners(fake) == {builder.provider_id: str(builder.pk)}
 
 
-def test_leftover_of_a_last_attempt_that_timed_out_is_deleted_by_the_orphan_sweep(queued, fake, pool):
+def test_leftover_of_a_last_attempt_that_timed_out_is_deleted_by_the_orphan_sweep(queued, fake, pool, clock):
     builder = _new_builder(queued, pool)
     fake.create_faults = ["transient", "transient", "timeout"]
-    queued.tasks.append((PROVISION, (builder.pk,)))
-    queued.run(only=PROVISION)
+    _provision_until_final(queued, clock, builder)
     builder.refresh_from_db()
     assert builder.state == Builder.State.FAILED
     [leftover] = fake.machines

@@ -298,6 +298,73 @@ def test_create_cleans_up_when_sshd_cannot_start(builders_root, admin_key):
     assert list(builders_root.iterdir()) == []
 
 
+def test_create_without_sshd_is_a_permanent_error_that_says_what_to_install(builders_root, admin_key):
+    provider = LocalProvider(builders_root, sshd_path=str(builders_root / "no-such-sshd"))
+
+    with pytest.raises(ProviderError) as raised:
+        _create(provider, admin_key)
+
+    assert raised.value.permanent
+    assert "apt-get install openssh-server" in raised.value.message
+    assert "dnf install openssh-server" in raised.value.message
+    assert not builders_root.exists() or list(builders_root.iterdir()) == []
+
+
+# Where distributions put sshd's privilege separation directory (compiled into sshd).
+PRIVSEP_CANDIDATES = [Path("/run/sshd"), Path("/var/run/sshd"), Path("/var/empty/sshd"), Path("/var/empty")]
+
+
+def _system_sshd_running() -> bool:
+    """Any sshd that is not one of ours (ours always run with -f CONFIG)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            words = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").split()
+        except OSError:
+            continue
+        if words and words[0].endswith(b"sshd") and b"-f" not in words:
+            return True
+    return False
+
+
+def _privsep_error(tmp_path: Path) -> str:
+    """What `sshd -t` says about a minimal configuration (empty when it is happy)."""
+    key = generate_host_key()
+    key_path = tmp_path / "probe_host_key"
+    key_path.write_text(key.private_pem)
+    key_path.chmod(0o600)
+    config = tmp_path / "probe_sshd_config"
+    config.write_text(f"HostKey {key_path}\nUsePAM no\nListenAddress 127.0.0.1\n")
+    probe = subprocess.run(
+        ["/usr/sbin/sshd", "-t", "-f", str(config)], capture_output=True, text=True, timeout=30, check=False
+    )
+    return probe.stderr
+
+
+@slow
+def test_create_makes_the_missing_privilege_separation_directory(builders_root, admin_key, tmp_path):
+    """A machine whose system sshd never ran has no /run/sshd; sshd refuses to start as root without it."""
+    if os.geteuid() != 0:
+        pytest.skip("only sshd running as root needs its privilege separation directory")
+    existing = next((path for path in PRIVSEP_CANDIDATES if path.is_dir()), None)
+    if existing is not None:
+        if any(existing.iterdir()) or _system_sshd_running():
+            pytest.skip(f"{existing} is in use: not removing it")
+        existing.rmdir()
+    try:
+        said = _privsep_error(tmp_path)
+        assert "Missing privilege separation directory" in said, said
+
+        machine = _create(LocalProvider(builders_root, stop_timeout=2.0), admin_key)
+
+        assert _run_echo(machine, admin_key) == "hello\n"
+        assert _privsep_error(tmp_path) == ""
+    finally:
+        if existing is not None:
+            existing.mkdir(mode=0o755, exist_ok=True)
+
+
 @slow
 def test_create_cleans_up_when_the_host_key_is_unusable(builders_root, admin_key):
     provider = LocalProvider(builders_root)
