@@ -1,4 +1,4 @@
-"""The operators' console: Django's admin with the task queue's health on its front page."""
+"""The operators' console: Django's admin with the task queue's and pools' health on its front page."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from builders.models import Pool
+from builders.services import pool_health
 from coprssh.health import queue_health
 
 
@@ -17,4 +19,6 @@ class OperatorsSite(admin.AdminSite):
 
     def index(self, request: HttpRequest, extra_context: dict | None = None) -> TemplateResponse:
         context = {"queue_health": queue_health(), **(extra_context or {})}
+        if request.user.has_perm("builders.view_pool"):
+            context["pools_health"] = [(pool, pool_health(pool)) for pool in Pool.objects.order_by("name")]
         return super().index(request, extra_context=context)

@@ -1,11 +1,20 @@
-from django.contrib import admin
+from __future__ import annotations
 
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from keys import services
 from keys.models import SavedKey
 
 
 @admin.register(SavedKey)
 class SavedKeyAdmin(admin.ModelAdmin):
-    """Saved keys are the users' own: operators can look and delete, not edit."""
+    """Saved keys are the users' own: operators can look and delete, not edit.
+
+    Both ways to delete (the change page's Delete and the bulk action, each after Django's
+    confirmation page) end in keys.services.remove_saved_keys, which logs who deleted what.
+    """
 
     list_display = ["title", "user", "key_type", "bits", "fingerprint", "created"]
     list_filter = ["key_type"]
@@ -13,5 +22,25 @@ class SavedKeyAdmin(admin.ModelAdmin):
     raw_id_fields = ["user"]
     readonly_fields = ["user", "title", "key_type", "bits", "data", "fingerprint", "created"]
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        # Django's own action (it checks the delete permission and asks to confirm) under our
+        # name; its confirmation posts back "delete_selected", so the name must stay.
+        if "delete_selected" in actions:
+            func, name, _ = actions["delete_selected"]
+            actions["delete_selected"] = (func, name, "Delete selected keys")
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: SavedKey) -> None:
+        services.remove_saved_keys(key_ids=[obj.pk], operator=request.user, remote_addr=_addr(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[SavedKey]) -> None:
+        key_ids = list(queryset.values_list("pk", flat=True))
+        services.remove_saved_keys(key_ids=key_ids, operator=request.user, remote_addr=_addr(request))
+
+
+def _addr(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")

@@ -102,6 +102,30 @@ def delete_saved_key(*, user: AbstractBaseUser, key_id: int) -> SavedKey:
     return saved
 
 
+def remove_saved_keys(
+    *, key_ids: list[int], operator: AbstractBaseUser, remote_addr: str | None = None
+) -> list[SavedKey]:
+    """An operator deletes saved keys of any users; each deletion is logged with who asked.
+
+    Keys already gone are skipped. The keys app keeps no audit table of its own (builders'
+    audit log is out of its reach), so the record is this log line, and the admin's LogEntry.
+    """
+    with transaction.atomic():
+        removed = list(SavedKey.objects.select_for_update().filter(pk__in=key_ids).order_by("pk"))
+        SavedKey.objects.filter(pk__in=[key.pk for key in removed]).delete()
+    for key in removed:
+        log.info(
+            "operator %s (%s, from %s) deleted saved key %s %r of user %s",
+            operator.pk,
+            operator.get_username(),
+            remote_addr or "unknown address",
+            key.fingerprint,
+            key.title,
+            key.user_id,
+        )
+    return removed
+
+
 def check_keys(*, text: str, field: str = "ssh_public_keys") -> list[PublicKey]:
     """Parse pasted key lines (no references fetched); raise KeyInputError naming each bad line."""
     result = parse_keys(text, max_keys=settings.COPRSSH_MAX_KEYS, min_rsa_bits=settings.COPRSSH_MIN_RSA_BITS)

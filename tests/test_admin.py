@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Failure, OrmQ, Success
 
+from builders.models import Pool
 from builders.tasks import TICK_FUNC
 from coprssh.health import queue_health
 
@@ -70,3 +71,41 @@ def test_queue_health_counts_queue_failures_and_an_old_tick():
     assert health.queued == 1
     assert health.failures_24h == 1
     assert health.tick_overdue is True
+
+
+@pytest.mark.django_db
+def test_console_front_page_shows_each_pools_health(client, operator):
+    Pool.objects.create(name="local", architectures=["x86_64"])
+    Pool.objects.create(
+        name="cloud",
+        architectures=["x86_64"],
+        consecutive_failures=1,
+        failing_since=timezone.now(),
+        paused_at=timezone.now(),
+        last_error="authentication refused",
+    )
+    client.force_login(operator)
+
+    page = client.get("/admin/").content.decode()
+
+    assert "Pools" in page
+    assert "healthy" in page
+    assert "authentication refused; an operator must resume it" in page
+
+
+@pytest.mark.django_db
+def test_console_front_page_hides_pools_from_staff_who_may_not_see_them(client, django_user_model):
+    Pool.objects.create(
+        name="cloud",
+        architectures=["x86_64"],
+        paused_at=timezone.now(),
+        last_error="tenant disabled by the cloud",
+    )
+    client.force_login(
+        django_user_model.objects.create_user("staff", password="staff-password-1", is_staff=True)
+    )
+
+    page = client.get("/admin/").content.decode()
+
+    assert "pools-health" not in page
+    assert "tenant disabled" not in page

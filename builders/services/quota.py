@@ -7,8 +7,13 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
 
-from builders.models import Lease, QuotaOverride, QuotaPolicy
+from builders.models import AuditEvent, Lease, QuotaOverride, QuotaPolicy
+from builders.services.common import Via, audit
+
+POLICY_FIELDS = ["max_ssh_builders", "default_lifetime", "max_lifetime", "warning_before"]
+OVERRIDE_FIELDS = ["user", "max_ssh_builders", "default_lifetime", "max_lifetime", "note"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +69,77 @@ def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
     else:  # the quota was lowered below what is already running
         in_use = f"{len(holders)} SSH builders in use, over the limit of {quota.max_ssh_builders}"
     return f"{in_use}: {held}. This one starts as soon as one of them ends."
+
+
+# --- operators' edits, each with an audit event -------------------------------------------
+
+
+def save_quota_policy(*, policy: QuotaPolicy, via: Via) -> QuotaPolicy:
+    """Store an operator's edit of the quota policy and audit what it changed.
+
+    The values are the caller's to validate (the admin form runs the model's checks); the
+    database constraints refuse what slips through. Nothing changed, nothing is audited.
+    """
+    with transaction.atomic():
+        # Locking the row makes the "before" of two concurrent edits the value each replaced.
+        before = QuotaPolicy.objects.select_for_update().filter(pk=policy.pk).first()
+        policy.save()
+        changes = _changes(before, policy, POLICY_FIELDS)
+        if changes:
+            audit(AuditEvent.Action.QUOTA_CHANGED, via=via, detail=f"quota policy: {changes}")
+    return policy
+
+
+def save_quota_override(*, override: QuotaOverride, via: Via) -> QuotaOverride:
+    """Create or change a user's quota override and audit what it changed."""
+    with transaction.atomic():
+        before = None
+        if override.pk is not None:
+            before = QuotaOverride.objects.select_for_update().filter(pk=override.pk).first()
+        override.save()
+        # A new override names its user in the prefix; a changed one may have moved to another user.
+        changes = _changes(before, override, OVERRIDE_FIELDS if before is not None else OVERRIDE_FIELDS[1:])
+        if changes:
+            verb = "changed" if before is not None else "created"
+            detail = f"quota override for {override.user} {verb}: {changes}"
+            audit(AuditEvent.Action.QUOTA_CHANGED, via=via, detail=detail)
+    return override
+
+
+def delete_quota_override(*, override_id: int, via: Via) -> QuotaOverride | None:
+    """Delete a user's quota override (the policy applies again); None if it was already gone."""
+    with transaction.atomic():
+        override = QuotaOverride.objects.select_for_update().filter(pk=override_id).first()
+        if override is None:
+            return None
+        was = _changes(None, override, OVERRIDE_FIELDS[1:]) or "nothing set"
+        override.delete()
+        detail = f"quota override for {override.user} deleted (was {was}); the policy applies"
+        audit(AuditEvent.Action.QUOTA_CHANGED, via=via, detail=detail)
+    return override
+
+
+def _changes(before: object | None, after: object, fields: list[str]) -> str:
+    """What changed, as "max_ssh_builders 2 → 3, note '' → 'x'"; against nothing, the values set."""
+    parts = []
+    for name in fields:
+        new = getattr(after, name)
+        if before is None:
+            if new not in (None, ""):
+                parts.append(f"{name} {_shown(new)}")
+            continue
+        old = getattr(before, name)
+        if old != new:
+            parts.append(f"{name} {_shown(old)} → {_shown(new)}")
+    return ", ".join(parts)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)

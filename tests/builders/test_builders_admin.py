@@ -6,8 +6,11 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.test import Client
+from django.utils import timezone
 
-from builders.models import AuditEvent, Builder, Lease, QuotaOverride, QuotaPolicy
+from builders.models import AuditEvent, Builder, Lease, Pool, QuotaOverride, QuotaPolicy
+from builders.services import pool_health
 from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
 from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
 
@@ -168,3 +171,158 @@ def test_non_staff_user_cannot_run_an_action(client, user, queued, active):
 def test_builders_leases_and_events_cannot_be_added_by_hand(ops, model):
     assert ops.get(f"/admin/builders/{model}/add/").status_code == 403
     assert ops.post(f"/admin/builders/{model}/add/", {}).status_code == 403
+
+
+# --- pool health and "Resume now" ------------------------------------------------------------
+
+
+def _failing(name: str = "failing", **overrides) -> Pool:
+    now = timezone.now()
+    values = {
+        "consecutive_failures": 3,
+        "failing_since": now - timedelta(minutes=6),
+        "backoff_until": now + timedelta(minutes=2),
+        "last_error": "cannot create builder: sshd not found",
+        "last_error_at": now - timedelta(minutes=1),
+    }
+    values.update(overrides)
+    return make_pool(name=name, **values)
+
+
+def _paused(name: str = "paused") -> Pool:
+    return _failing(
+        name, consecutive_failures=1, paused_at=timezone.now(), last_error="flavor m1.huge not found"
+    )
+
+
+def test_pool_changelist_shows_each_pools_health(ops, pool):
+    failing, paused = _failing(), _paused()
+
+    page = ops.get("/admin/builders/pool/").content.decode()
+
+    assert ">healthy<" in page
+    assert pool_health(failing).text in page
+    assert "next attempt" in pool_health(failing).text
+    assert pool_health(paused).text in page
+    assert "flavor m1.huge not found; an operator must resume it" in page
+
+
+@pytest.mark.parametrize(
+    ("state", "names"), [("healthy", ["cloud"]), ("failing", ["failing"]), ("paused", ["paused"])]
+)
+def test_pool_changelist_filters_by_health(ops, pool, state, names):
+    _failing(), _paused()
+
+    response = ops.get("/admin/builders/pool/", {"health": state})
+
+    assert [p.name for p in response.context["cl"].result_list] == names
+
+
+def test_pool_change_page_shows_the_error_read_only_and_a_resume_button(ops):
+    failing = _failing()
+
+    response = ops.get(f"/admin/builders/pool/{failing.pk}/change/")
+
+    page = response.content.decode()
+    assert "cannot create builder: sshd not found" in page
+    assert f'action="/admin/builders/pool/{failing.pk}/resume/"' in page
+    assert "last_error" not in response.context["adminform"].form.fields
+    assert "consecutive_failures" not in response.context["adminform"].form.fields
+
+
+def test_healthy_pool_change_page_has_no_resume_button(ops, pool):
+    page = ops.get(f"/admin/builders/pool/{pool.pk}/change/").content.decode()
+
+    assert "/resume/" not in page
+    assert "Resume now" not in page
+
+
+def test_resume_action_resumes_failing_and_paused_pools_through_the_service(ops, operator, queued, pool):
+    failing, paused = _failing(), _paused()
+
+    response = queued.call(_action, ops, "pool", "resume", failing.pk, paused.pk, pool.pk)
+
+    assert response.status_code == 302
+    for resumed in (failing, paused):
+        resumed.refresh_from_db()
+        assert (resumed.paused_at, resumed.backoff_until, resumed.consecutive_failures) == (None, None, 0)
+        assert pool_health(resumed).ok
+    events = AuditEvent.objects.filter(action=AuditEvent.Action.POOL_RESUMED).order_by("pk")
+    assert [(e.actor, e.source, e.remote_addr) for e in events] == [(operator, "admin", "203.0.113.9")] * 2
+    assert "paused: was paused since" in " ".join(e.detail for e in events)
+    assert "builders.tasks.assign_leases" in queued.names()
+    page = ops.get(response["Location"]).content.decode()
+    assert "Resumed: failing, paused." in page
+
+
+def test_resume_action_on_a_healthy_pool_changes_nothing(ops, queued, pool):
+    response = queued.call(_action, ops, "pool", "resume", pool.pk)
+
+    assert "No selected pool was failing or paused." in ops.get(response["Location"]).content.decode()
+    assert not AuditEvent.objects.exists()
+
+
+def test_resume_button_resumes_the_pool(ops, operator, queued):
+    paused = _paused()
+
+    response = queued.call(ops.post, f"/admin/builders/pool/{paused.pk}/resume/", REMOTE_ADDR="203.0.113.9")
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/builders/pool/{paused.pk}/change/"
+    paused.refresh_from_db()
+    assert paused.paused_at is None
+    [event] = AuditEvent.objects.filter(action=AuditEvent.Action.POOL_RESUMED)
+    assert (event.actor, event.source) == (operator, "admin")
+    assert "Pool paused resumed" in ops.get(response["Location"]).content.decode()
+
+
+def test_resume_button_takes_only_a_post_with_a_csrf_token(operator, queued):
+    paused = _paused()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+
+    get = client.get(f"/admin/builders/pool/{paused.pk}/resume/")
+    forged = queued.call(client.post, f"/admin/builders/pool/{paused.pk}/resume/")
+
+    assert get.status_code == 405
+    assert forged.status_code == 403
+    paused.refresh_from_db()
+    assert paused.paused_at is not None
+    assert not AuditEvent.objects.exists()
+
+
+def test_resume_button_of_a_missing_pool_is_not_found(ops):
+    assert ops.post("/admin/builders/pool/999999/resume/").status_code == 404
+
+
+def test_editing_a_failing_pool_changes_its_settings_and_keeps_its_health(ops):
+    failing = _failing()
+
+    response = ops.post(
+        f"/admin/builders/pool/{failing.pk}/change/",
+        {
+            "name": "failing",
+            "provider": "local",
+            "architectures": '["x86_64"]',
+            "max_builders": "6",
+            "warm_builders": "1",
+            "provider_settings": "{}",
+            "enabled": "on",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    edited = Pool.objects.get(pk=failing.pk)
+    assert (edited.max_builders, edited.warm_builders) == (6, 1)
+    assert (edited.consecutive_failures, edited.backoff_until) == (3, failing.backoff_until)
+    assert edited.last_error == "cannot create builder: sshd not found"
+
+
+@pytest.mark.parametrize("model", ["builder", "lease"])
+def test_builder_and_lease_pages_have_no_save_button(ops, active, model):
+    pk = active.builder_id if model == "builder" else active.pk
+
+    page = ops.get(f"/admin/builders/{model}/{pk}/change/").content.decode()
+
+    assert 'name="_save"' not in page
+    assert 'name="_continue"' not in page

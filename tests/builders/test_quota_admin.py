@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 
 from builders import services
-from builders.models import Builder, Lease, QuotaOverride, QuotaPolicy
+from builders.models import AuditEvent, Builder, Lease, QuotaOverride, QuotaPolicy
+from builders.services.quota import delete_quota_override
 from builders.tasks import tick
 from tests.factories import make_builder, make_lease, make_pool
 
@@ -234,3 +237,112 @@ def test_start_lease_keeps_the_expiry_within_the_cap_whatever_the_override(user,
     assert started.state == Lease.State.ACTIVE
     assert started.expires_at <= started.max_expires_at
     assert started.max_expires_at <= timezone.now() + timedelta(hours=48)
+
+
+# --- every edit leaves an audit event ------------------------------------------------------
+
+
+def quota_events() -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=AuditEvent.Action.QUOTA_CHANGED).order_by("pk"))
+
+
+def test_policy_edit_is_audited_with_what_changed_and_who(admin_client, operator, policy):
+    response = admin_client.post(
+        POLICY_URL, policy_form(max_ssh_builders="3", max_lifetime="72:00:00"), REMOTE_ADDR="203.0.113.5"
+    )
+
+    assert response.status_code == 302
+    [event] = quota_events()
+    assert event.detail == "quota policy: max_ssh_builders 2 → 3, max_lifetime 48:00:00 → 72:00:00"
+    assert (event.actor, event.source, event.remote_addr) == (operator, "admin", "203.0.113.5")
+
+
+def test_saving_the_policy_unchanged_writes_no_event(admin_client, policy):
+    response = admin_client.post(POLICY_URL, policy_form())
+
+    assert response.status_code == 302
+    assert quota_events() == []
+
+
+def test_refused_policy_edit_writes_no_event(admin_client, policy):
+    admin_client.post(POLICY_URL, policy_form(default_lifetime="49:00:00"))
+
+    assert quota_events() == []
+
+
+def test_override_created_changed_and_deleted_each_leave_an_event(admin_client, operator, user, policy):
+    form = {
+        "user": str(user.pk),
+        "max_ssh_builders": "4",
+        "default_lifetime": "",
+        "max_lifetime": "",
+        "note": "demo",
+    }
+    assert admin_client.post(OVERRIDE_ADD_URL, form).status_code == 302
+    override = QuotaOverride.objects.get(user=user)
+    change_url = f"/admin/builders/quotaoverride/{override.pk}/change/"
+    changed = {**form, "max_ssh_builders": "3", "max_lifetime": "04:00:00"}
+    assert admin_client.post(change_url, changed).status_code == 302
+    delete_url = f"/admin/builders/quotaoverride/{override.pk}/delete/"
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 302
+
+    assert not QuotaOverride.objects.exists()
+    assert [event.detail for event in quota_events()] == [
+        "quota override for alice created: max_ssh_builders 4, note 'demo'",
+        "quota override for alice changed: max_ssh_builders 4 → 3, max_lifetime unset → 04:00:00",
+        "quota override for alice deleted (was max_ssh_builders 3, max_lifetime 04:00:00, note 'demo');"
+        " the policy applies",
+    ]
+    assert {(event.actor, event.source) for event in quota_events()} == {(operator, "admin")}
+
+
+def test_bulk_delete_of_overrides_audits_each(admin_client, user, other_user, policy):
+    first = QuotaOverride.objects.create(user=user, max_ssh_builders=5)
+    second = QuotaOverride.objects.create(user=other_user, note="course")
+
+    response = admin_client.post(
+        "/admin/builders/quotaoverride/",
+        {"action": "delete_selected", ACTION_CHECKBOX_NAME: [str(first.pk), str(second.pk)], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not QuotaOverride.objects.exists()
+    assert sorted(event.detail for event in quota_events()) == [
+        "quota override for alice deleted (was max_ssh_builders 5); the policy applies",
+        "quota override for bob deleted (was note 'course'); the policy applies",
+    ]
+
+
+def test_delete_quota_override_twice_is_harmless(user, policy):
+    override = QuotaOverride.objects.create(user=user, max_ssh_builders=5)
+    via = services.Via(source="admin")
+
+    assert delete_quota_override(override_id=override.pk, via=via) is not None
+    assert delete_quota_override(override_id=override.pk, via=via) is None
+    assert len(quota_events()) == 1
+
+
+def test_view_only_staff_cannot_edit_overrides(client, django_user_model, user, policy):
+    viewer = django_user_model.objects.create_user("viewer", password="viewer-password-1", is_staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_quotapolicy", "view_quotaoverride"])
+    )
+    override = QuotaOverride.objects.create(user=user, max_ssh_builders=5)
+    client.force_login(viewer)
+
+    change = client.post(
+        f"/admin/builders/quotaoverride/{override.pk}/change/",
+        {
+            "user": str(user.pk),
+            "max_ssh_builders": "50",
+            "default_lifetime": "",
+            "max_lifetime": "",
+            "note": "",
+        },
+    )
+    delete = client.post(f"/admin/builders/quotaoverride/{override.pk}/delete/", {"post": "yes"})
+    add = client.post(OVERRIDE_ADD_URL, {"user": str(user.pk), "max_ssh_builders": "9"})
+
+    assert (change.status_code, delete.status_code, add.status_code) == (403, 403, 403)
+    assert QuotaOverride.objects.get(pk=override.pk).max_ssh_builders == 5
+    assert quota_events() == []
