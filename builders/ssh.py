@@ -8,14 +8,40 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import os
 import shlex
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
 from fabric.runners import Remote, Result
 
 from .providers.base import Machine
+
+# Each SFTP request and each channel read waits at most this long for the builder (seconds).
+IO_TIMEOUT = 15.0
+READ_CHUNK = 32 * 1024
+
+
+class BuilderIOError(Exception):
+    """The builder answered in a way the service refuses (too large, not a regular file, too slow)."""
+
+
+class BuilderReplyTooLarge(BuilderIOError):
+    def __init__(self, path: str, cap: int) -> None:
+        super().__init__(f"{path} on the builder is larger than {cap} bytes")
+        self.path = path
+        self.cap = cap
+
+
+class BuilderDeadline(BuilderIOError):
+    """The whole call took longer than its deadline; the connection was cut."""
 
 
 def connect(
@@ -71,6 +97,151 @@ def run(conn: Connection, command: str, timeout: float = 60.0, *, warn: bool = F
     """
     result: Result = conn.run(command, hide=True, in_stream=False, pty=False, timeout=timeout, warn=warn)
     return result
+
+
+@contextlib.contextmanager
+def deadline(conn: Connection, seconds: float) -> Iterator[float]:
+    """Cut `conn` after `seconds`, whatever it is waiting for; yields the monotonic deadline.
+
+    Per-operation timeouts bound each wait, but a builder that answers one byte just before each
+    timeout could still hold a worker for hours; closing the transport from a timer ends every
+    blocked read at once, and BuilderDeadline says why.
+    """
+    cut = threading.Event()
+
+    def expire() -> None:
+        cut.set()
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield time.monotonic() + seconds
+    except Exception as exc:
+        if cut.is_set():
+            raise BuilderDeadline(f"the builder did not finish within {seconds:.0f} s") from exc
+        raise
+    finally:
+        timer.cancel()
+    if cut.is_set():
+        raise BuilderDeadline(f"the builder did not finish within {seconds:.0f} s")
+
+
+def open_sftp(conn: Connection, *, timeout: float = IO_TIMEOUT) -> paramiko.SFTPClient:
+    """An SFTP session whose every request times out after `timeout` seconds.
+
+    fabric's `conn.sftp()` waits without a limit for the server's first answer, so a builder whose
+    sshd runs `sleep` as its SFTP subsystem would hold the caller forever.
+    """
+    conn.open()
+    transport = conn.client.get_transport()
+    if transport is None:
+        raise BuilderIOError("the SSH connection to the builder is not open")
+    try:
+        channel = transport.open_session(timeout=timeout)
+        channel.settimeout(timeout)  # before the first byte: the version exchange waits on it too
+        channel.invoke_subsystem("sftp")
+        return paramiko.SFTPClient(channel)
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        raise BuilderIOError(
+            f"the builder's SFTP server did not answer: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _check_deadline(until: float | None, path: str) -> None:
+    if until is not None and time.monotonic() > until:
+        raise BuilderDeadline(f"reading {path} from the builder took too long")
+
+
+def read_capped(
+    sftp: paramiko.SFTPClient,
+    path: str,
+    *,
+    cap: int,
+    offset: int = 0,
+    truncate: bool = False,
+    until: float | None = None,
+) -> bytes:
+    """Read a regular file (never through a symlink) from `offset`, stopping at `cap` bytes while reading.
+
+    What lstat says is only a first filter: a builder's SFTP server may lie about sizes, or a file
+    may be swapped between lstat and open, so the cap is enforced on the bytes that arrive. Past the
+    cap: BuilderReplyTooLarge, or the first `cap` bytes when `truncate`. FileNotFoundError when absent.
+    """
+    info = sftp.lstat(path)
+    if not stat.S_ISREG(info.st_mode or 0):
+        raise BuilderIOError(f"{path} on the builder is not a regular file")
+    with sftp.open(path, "rb") as handle:
+        opened = handle.stat()
+        if not stat.S_ISREG(opened.st_mode or 0):
+            raise BuilderIOError(f"{path} on the builder was replaced while it was read")
+        if offset:
+            handle.seek(offset)
+        wanted = cap if truncate else cap + 1
+        chunks: list[bytes] = []
+        got = 0
+        while got < wanted:
+            _check_deadline(until, path)
+            chunk = handle.read(min(READ_CHUNK, wanted - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    if got > cap:
+        raise BuilderReplyTooLarge(path, cap)
+    return b"".join(chunks)
+
+
+def fetch_capped(
+    sftp: paramiko.SFTPClient,
+    path: str,
+    target: Path,
+    *,
+    expected_size: int,
+    cap: int,
+    until: float | None = None,
+) -> int:
+    """Copy a regular file of `expected_size` bytes (its lstat size) to `target`, or nothing at all.
+
+    The copy goes to a hidden partial file next to `target` and is renamed into place only when
+    exactly `expected_size` bytes arrived; on any error (a lie about the size, a swapped file, a
+    full disk, a deadline) the partial file is removed. Returns the size.
+    """
+    if expected_size > cap:
+        raise BuilderReplyTooLarge(path, cap)
+    partial = target.with_name(f".{target.name}.part")
+    got = 0
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as out, sftp.open(path, "rb") as handle:
+            opened = handle.stat()
+            if not stat.S_ISREG(opened.st_mode or 0) or opened.st_size != expected_size:
+                raise BuilderIOError(f"{path} on the builder changed while it was fetched")
+            while True:
+                _check_deadline(until, path)
+                chunk = handle.read(min(READ_CHUNK, expected_size + 1 - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+                if got > expected_size:
+                    raise BuilderIOError(
+                        f"{path} on the builder is longer than it said ({expected_size} bytes)"
+                    )
+                out.write(chunk)
+        if got != expected_size:
+            raise BuilderIOError(
+                f"{path} on the builder is shorter than it said ({got} of {expected_size} bytes)"
+            )
+        os.replace(partial, target)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise BuilderIOError(f"no space left to store {target.name}") from exc
+        raise
+    return got
 
 
 def format_ssh_command(user: str, host: str, port: int = 22) -> str:

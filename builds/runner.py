@@ -2,7 +2,9 @@
 
 The builder is not trusted: files come back only from the phase's fixed results folder,
 each checked with lstat (regular files only, no symlinks), with a safe name and under a
-size cap; logs are read by offset with a cap. Nothing is ever rsync'ed from a builder.
+size cap enforced on the bytes as they arrive; logs are read by offset with a cap. Every
+call has a deadline: a builder that stops answering costs a worker a bounded time, then
+counts as unreachable. Nothing is ever rsync'ed from a builder.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ AGENT = Path(__file__).resolve().parent / "agent" / "coprssh_agent.py"
 AGENT_NAME = "coprssh_agent.py"
 RESULT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+~^-]{0,250}")
 LOG_CHUNK = 1024 * 1024
+STATUS_CAP = 64 * 1024
 
 
 class RunnerError(Exception):
@@ -42,8 +45,17 @@ class Status:
     pgid: int | None = None
 
 
-def connect(builder: Builder, *, timeout: float = 15.0) -> Connection:
+def connect(builder: Builder, *, timeout: float | None = None) -> Connection:
+    timeout = settings.COPRSSH_BUILDER_IO_TIMEOUT if timeout is None else timeout
     return ssh.connect(machine_of(builder), key_filename=admin_key().private_path, timeout=timeout)
+
+
+def _sftp(conn: Connection):  # noqa: ANN202 - paramiko SFTPClient
+    return ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
+
+
+def _deadline(conn: Connection, seconds: float | None = None):  # noqa: ANN202 - a context manager
+    return ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE if seconds is None else seconds)
 
 
 def _run(conn: Connection, command: str, timeout: float = 60.0) -> str:
@@ -64,10 +76,10 @@ def new_workdir(builder: Builder, label: str) -> str:
 def start(builder: Builder, *, workdir: str, job: dict, files: dict[str, Path]) -> None:
     """Upload the agent, the job and its input files, then start the agent detached."""
     try:
-        with connect(builder) as conn:
+        with connect(builder) as conn, _deadline(conn):
             jobs = shlex.quote(posixpath.dirname(workdir))
             _run(conn, f"mkdir -p -m 0755 {jobs} && mkdir -m 0700 {shlex.quote(workdir)}")
-            sftp = conn.sftp()
+            sftp = _sftp(conn)
             sftp.put(str(AGENT), posixpath.join(workdir, AGENT_NAME))
             for name, local in files.items():
                 sftp.put(str(local), posixpath.join(workdir, name))
@@ -97,10 +109,10 @@ class Progress:
 def poll(builder: Builder, *, workdir: str, log_offset: int) -> Progress:
     """Read the agent's status and the live log from `log_offset` (at most LOG_CHUNK bytes)."""
     try:
-        with connect(builder) as conn:
-            sftp = conn.sftp()
-            status = _read_status(sftp, workdir)
-            log = _read_log(sftp, posixpath.join(workdir, "builder-live.log"), log_offset)
+        with connect(builder) as conn, _deadline(conn) as until:
+            sftp = _sftp(conn)
+            status = _read_status(sftp, workdir, until=until)
+            log = _read_log(sftp, posixpath.join(workdir, "builder-live.log"), log_offset, until=until)
     except RunnerError:
         raise
     except Exception as exc:
@@ -108,16 +120,18 @@ def poll(builder: Builder, *, workdir: str, log_offset: int) -> Progress:
     return Progress(status=status, log=log)
 
 
-def _read_status(sftp, workdir: str) -> Status:  # noqa: ANN001 - paramiko SFTPClient
+def _read_status(sftp, workdir: str, *, until: float | None = None) -> Status:  # noqa: ANN001 - SFTPClient
     path = posixpath.join(workdir, "status.json")
     try:
-        info = sftp.lstat(path)
+        raw = ssh.read_capped(sftp, path, cap=STATUS_CAP, until=until)
     except FileNotFoundError:
         return Status("missing")
-    if not stat.S_ISREG(info.st_mode) or info.st_size > 64 * 1024:
-        return Status("failed", reason="the builder's status file is not a small regular file")
-    with sftp.open(path, "r") as handle:
-        raw = handle.read()
+    except ssh.BuilderReplyTooLarge:
+        return Status("failed", reason="the builder's status file is larger than 64 KiB")
+    except ssh.BuilderDeadline:
+        raise
+    except ssh.BuilderIOError:
+        return Status("failed", reason="the builder's status file is not a regular file")
     try:
         data = json.loads(raw)
         state = str(data["state"])
@@ -131,28 +145,35 @@ def _read_status(sftp, workdir: str) -> Status:  # noqa: ANN001 - paramiko SFTPC
     )
 
 
-def _read_log(sftp, path: str, offset: int) -> bytes:  # noqa: ANN001
+def _read_log(sftp, path: str, offset: int, *, until: float | None = None) -> bytes:  # noqa: ANN001
     try:
-        info = sftp.lstat(path)
+        return ssh.read_capped(sftp, path, cap=LOG_CHUNK, offset=offset, truncate=True, until=until)
     except FileNotFoundError:
         return b""
-    if not stat.S_ISREG(info.st_mode) or info.st_size <= offset:
-        return b""
-    with sftp.open(path, "rb") as handle:
-        handle.seek(offset)
-        return handle.read(min(LOG_CHUNK, info.st_size - offset))
+    except ssh.BuilderDeadline:
+        raise
+    except ssh.BuilderIOError:
+        return b""  # a log that is not a regular file has nothing for us
 
 
 def fetch_results(
-    builder: Builder, *, workdir: str, target: Path, only: re.Pattern[str] | None = None
+    builder: Builder,
+    *,
+    workdir: str,
+    target: Path,
+    only: re.Pattern[str] | None = None,
+    storage_left: int | None = None,
 ) -> list[str]:
-    """Download the regular files of the results folder into `target`; return their names."""
+    """Download the regular files of the results folder into `target`; return their names.
+
+    `storage_left` is what the project's storage quota still allows (None: no quota).
+    """
     per_file = settings.COPRSSH_MAX_RESULT_BYTES
     total_cap = settings.COPRSSH_MAX_RESULTS_BYTES
     fetched: list[str] = []
     try:
-        with connect(builder) as conn:
-            sftp = conn.sftp()
+        with connect(builder) as conn, _deadline(conn, settings.COPRSSH_BUILDER_FETCH_DEADLINE) as until:
+            sftp = _sftp(conn)
             results = posixpath.join(workdir, "results")
             folder = sftp.lstat(results)
             if not stat.S_ISDIR(folder.st_mode):
@@ -165,15 +186,25 @@ def fetch_results(
                 info = sftp.lstat(posixpath.join(results, name))  # never follow a symlink
                 if not stat.S_ISREG(info.st_mode):
                     continue
-                if info.st_size > per_file or total + info.st_size > total_cap:
-                    raise RunnerError(f"{name} is too large to fetch ({info.st_size} bytes)")
-                total += info.st_size
-                partial = target / f".{name}.part"
-                sftp.get(posixpath.join(results, name), str(partial))
-                if partial.stat().st_size != info.st_size:
-                    partial.unlink()
-                    raise RunnerError(f"{name} changed while it was fetched")
-                partial.replace(target / name)
+                size = info.st_size or 0
+                if size > per_file or total + size > total_cap:
+                    raise RunnerError(f"{name} is too large to fetch ({size} bytes)")
+                if storage_left is not None and size > storage_left:
+                    raise RunnerError(
+                        f"the project's storage quota ({settings.COPRSSH_PROJECT_STORAGE_BYTES} bytes) "
+                        f"has no room for {name} ({size} bytes)"
+                    )
+                ssh.fetch_capped(
+                    sftp,
+                    posixpath.join(results, name),
+                    target / name,
+                    expected_size=size,
+                    cap=min(per_file, total_cap - total),
+                    until=until,
+                )
+                total += size
+                if storage_left is not None:
+                    storage_left -= size
                 fetched.append(name)
     except RunnerError:
         raise
@@ -185,9 +216,9 @@ def fetch_results(
 def stop(builder: Builder, *, pgid: int | None, workdir: str) -> None:
     """Stop the agent's process group on the builder (cancel)."""
     try:
-        with connect(builder) as conn:
+        with connect(builder) as conn, _deadline(conn) as until:
             if pgid is None:
-                status = _read_status(conn.sftp(), workdir)
+                status = _read_status(_sftp(conn), workdir, until=until)
                 pgid = status.pgid
             if pgid and pgid > 1:
                 _run(conn, f"kill -TERM -- -{int(pgid)} 2>/dev/null; true")

@@ -7,6 +7,7 @@ the root; nothing a builder or a user sends is used as a path.
 from __future__ import annotations
 
 import os
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -60,6 +61,28 @@ def write_at(directory: str, name: str, offset: int, data: bytes) -> int:
     finally:
         os.close(fd)
     return offset + len(data)
+
+
+def usage(directory: str) -> int:
+    """Bytes stored under a folder (a project's), counting regular files only."""
+    total = 0
+    for parent, _dirs, files in os.walk(path(directory)):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(parent, name))
+            except OSError:
+                continue  # removed meanwhile
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total
+
+
+def room_left(directory: str) -> int | None:
+    """What the storage quota still allows under `directory` (a project's folder); None without a quota."""
+    quota = settings.COPRSSH_PROJECT_STORAGE_BYTES
+    if not quota:
+        return None
+    return max(quota - usage(directory), 0)
 
 
 def list_files(directory: str) -> list[tuple[str, int]]:

@@ -23,7 +23,7 @@ from builders import ssh
 from builders.admin_key import admin_key
 from builders.copr_builder import SCRIPT as COPR_BUILDER
 from builders.models import AuditEvent, Builder, Lease
-from builders.providers.base import ProviderError
+from builders.providers.base import Machine, ProviderError
 from builders.services.common import TICK, LeaseNotActive, Via, audit
 from builders.services.leases import issue_lease_token
 from builders.services.machines import machine_of, provider_for
@@ -101,11 +101,13 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
     }
     content = authorized_keys_lines(lease=lease, keys=keys, admin_line=admin_key().public_line)
     try:
-        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=15) as conn:
+        with _session(machine) as conn, ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE):
             ssh.run(
-                conn, f"mkdir -p -m 0700 {_quote(state_dir)} {_quote(posixpath.dirname(keys_path) or '.')}"
+                conn,
+                f"mkdir -p -m 0700 {_quote(state_dir)} {_quote(posixpath.dirname(keys_path) or '.')}",
+                timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT,
             )
-            sftp = conn.sftp()
+            sftp = ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
             _put_atomic(sftp, keys_path, content.encode(), 0o600)
             _put_atomic(
                 sftp,
@@ -148,6 +150,15 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
     )
 
 
+LEASE_FILE_CAP = 256 * 1024
+
+
+def _session(machine: Machine):  # noqa: ANN202 - a fabric Connection
+    return ssh.connect(
+        machine, key_filename=admin_key().private_path, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT
+    )
+
+
 def _quote(path: str) -> str:
     return shlex.quote(path)
 
@@ -181,10 +192,11 @@ def refresh_lease_file(*, lease_id: int) -> bool:
     machine = machine_of(lease.builder)
     path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
     try:
-        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=15) as conn:
-            sftp = conn.sftp()
-            with sftp.open(path, "rb") as handle:
-                data = json.loads(handle.read(256 * 1024))
+        with _session(machine) as conn, ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE) as until:
+            sftp = ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
+            data = json.loads(ssh.read_capped(sftp, path, cap=LEASE_FILE_CAP, until=until))
+            if not isinstance(data, dict):
+                raise ValueError("the lease file is not a JSON object")
             data["expires_at"] = lease.expires_at.isoformat() if lease.expires_at else None
             data["max_expires_at"] = lease.max_expires_at.isoformat() if lease.max_expires_at else None
             _put_atomic(sftp, path, json.dumps(data, indent=2).encode(), 0o600)
@@ -216,9 +228,7 @@ def warn_expiring(*, now: datetime | None = None) -> list[int]:
             f"({timezone.localtime(lease.expires_at):%H:%M %Z}). Run `copr-builder prolong` to keep it longer."
         )
         try:
-            with ssh.connect(
-                machine_of(lease.builder), key_filename=admin_key().private_path, timeout=10
-            ) as conn:
+            with _session(machine_of(lease.builder)) as conn, ssh.deadline(conn, 30):
                 ssh.run(conn, f"wall {_quote(message)} 2>/dev/null; true", timeout=20)
         except Exception as exc:  # a warning that cannot be delivered is not worth a retry storm
             log.warning("could not warn lease %s: %s", lease.pk, exc)

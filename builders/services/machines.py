@@ -252,7 +252,10 @@ def wait_for_ssh(machine: Machine, *, timeout: float) -> None:
 def check_ssh(machine: Machine, *, timeout: float = 10.0) -> None:
     """Run `true` on the machine as the service; raise ProviderError saying what failed."""
     try:
-        with ssh.connect(machine, key_filename=admin_key().private_path, timeout=timeout) as conn:
+        with (
+            ssh.connect(machine, key_filename=admin_key().private_path, timeout=timeout) as conn,
+            ssh.deadline(conn, timeout * 2),
+        ):
             ssh.run(conn, "true", timeout=timeout)
     except Exception as exc:  # paramiko, socket and invoke each raise their own types
         raise ProviderError(f"{type(exc).__name__}: {exc}") from None

@@ -329,7 +329,11 @@ def finish_phase(
         pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
         try:
             fetched = runner.fetch_results(
-                phase.lease.builder, workdir=phase.remote_dir, target=target, only=pattern
+                phase.lease.builder,
+                workdir=phase.remote_dir,
+                target=target,
+                only=pattern,
+                storage_left=storage.room_left(build.storage_dir),
             )
         except runner.RunnerError as exc:
             final, reason = State.FAILED, f"results could not be fetched: {exc}"

@@ -347,3 +347,39 @@ def test_phase_whose_builder_is_gone_fails_after_the_build_timeout(farm, alice, 
 
     bc.refresh_from_db()
     assert bc.state == State.FAILED
+
+
+def test_phase_whose_builder_stops_answering_sftp_costs_a_bounded_time_then_fails(
+    farm, alice, settings, monkeypatch
+):
+    """Ref: #10 — a builder that accepts SSH but never answers SFTP held a worker until the task timeout."""
+    from datetime import timedelta
+
+    from builds.services import phases
+    from tests.builders.test_hostile_builder import silence_sftp
+
+    settings.COPRSSH_BUILDER_IO_TIMEOUT = 2
+    settings.COPRSSH_BUILDER_CALL_DEADLINE = 4
+    project = make_project(alice, chroots=[CHROOTS[0]])
+    build = submit_file(project, alice, HELLO_SPEC)
+    [bc] = _chroots(build)
+    farm.run_until_running(bc)
+    builder = Lease.objects.select_related("builder").get(pk=bc.lease_id).builder
+    silence_sftp(LocalProvider(farm.root), builder.provider_id)
+
+    started = time.monotonic()
+    phases.watch_phase(kind="chroot", phase_id=bc.pk, seconds=0.5)
+    # One deadline, plus the short pause the watcher takes before handing over.
+    assert time.monotonic() - started < settings.COPRSSH_BUILDER_CALL_DEADLINE + 2
+    bc.refresh_from_db()
+    assert bc.state == State.RUNNING
+    assert bc.unreachable_since is not None
+
+    # Past the unreachable limit, the next watch fails the phase by the existing rules.
+    monkeypatch.setattr(phases, "UNREACHABLE_LIMIT", timedelta(0))
+    BuildChroot.objects.filter(pk=bc.pk).update(watch_until=None)
+    phases.watch_phase(kind="chroot", phase_id=bc.pk, seconds=0.5)
+    bc.refresh_from_db()
+    assert bc.state == State.FAILED
+    assert "stopped answering" in bc.status_reason
+    farm.run(lambda: not farm.tasks, timeout=20)
