@@ -98,8 +98,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "django_q",
+    # Before django_q, so that our `qcluster` command (a stop with a time limit) replaces its own.
     "coprssh",
+    "django_q",
     "keys",
     "builders",
     "builds",
@@ -273,6 +274,8 @@ Q_CLUSTER = {
     "label": "Task queue",
     "sync": env_bool("COPRSSH_TASKS_SYNC", False),
 }
+# Seconds `manage.py qcluster` lets running tasks finish after SIGTERM before it kills its workers.
+COPRSSH_STOP_GRACE = env_int("COPRSSH_STOP_GRACE", 20, minimum=0, maximum=3600)
 
 # --- builders ---
 # Sandboxes of local builders (one folder per pool).
@@ -282,6 +285,10 @@ COPRSSH_ADMIN_KEY_FILE = Path(env_str("COPRSSH_ADMIN_KEY_FILE", str(DATA_DIR / "
 # A pool whose creates fail waits this long after the first failure, doubling up to the maximum.
 COPRSSH_POOL_BACKOFF_FIRST = env_int("COPRSSH_POOL_BACKOFF_FIRST", 30, minimum=1, maximum=24 * 3600)
 COPRSSH_POOL_BACKOFF_MAX = env_int("COPRSSH_POOL_BACKOFF_MAX", 30 * 60, minimum=1, maximum=7 * 24 * 3600)
+# Talking to a builder: each SSH/SFTP wait, each whole call, and a whole results fetch (seconds).
+COPRSSH_BUILDER_IO_TIMEOUT = env_int("COPRSSH_BUILDER_IO_TIMEOUT", 15, minimum=1, maximum=600)
+COPRSSH_BUILDER_CALL_DEADLINE = env_int("COPRSSH_BUILDER_CALL_DEADLINE", 60, minimum=1, maximum=3600)
+COPRSSH_BUILDER_FETCH_DEADLINE = env_int("COPRSSH_BUILDER_FETCH_DEADLINE", 1800, minimum=1, maximum=86400)
 # Idle ready builders are checked over SSH when they have not been for this long (0: never).
 COPRSSH_HEALTH_CHECK_SECONDS = env_int("COPRSSH_HEALTH_CHECK_SECONDS", 60, minimum=0)
 
@@ -293,6 +300,8 @@ COPRSSH_MAX_SRPM_BYTES = env_int("COPRSSH_MAX_SRPM_BYTES", 512 * 1024 * 1024, mi
 # Largest single result file fetched back from a builder, and all of one phase's results.
 COPRSSH_MAX_RESULT_BYTES = env_int("COPRSSH_MAX_RESULT_BYTES", 1024 * 1024 * 1024, minimum=1024)
 COPRSSH_MAX_RESULTS_BYTES = env_int("COPRSSH_MAX_RESULTS_BYTES", 4 * 1024 * 1024 * 1024, minimum=1024)
+# All files one project may store (SRPMs, results, logs); 0 means no limit.
+COPRSSH_PROJECT_STORAGE_BYTES = env_int("COPRSSH_PROJECT_STORAGE_BYTES", 50 * 1024**3, minimum=0)
 # Largest builder-live.log stored; the rest is cut with a note.
 COPRSSH_MAX_LOG_BYTES = env_int("COPRSSH_MAX_LOG_BYTES", 256 * 1024 * 1024, minimum=1024)
 COPRSSH_BUILD_TIMEOUT = env_int("COPRSSH_BUILD_TIMEOUT", 5 * 3600, minimum=60)
