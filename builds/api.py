@@ -136,18 +136,12 @@ class SshBuilderLink(serializers.Serializer):
     id = serializers.IntegerField(help_text="The SSH builder's id.")
     state = serializers.CharField(help_text="queued, provisioning, ready, ended or failed.")
     queue_reason = serializers.CharField(help_text="Why it waits (over quota: who holds the slots).")
-    ssh_command = serializers.SerializerMethodField()
+    # Build reads are public; builds.ssh_view leaves this empty for all but the owner and staff.
+    ssh_command = serializers.CharField(
+        allow_null=True, help_text="How to log in once ready; shown to its owner (and staff) only."
+    )
     expires_at = serializers.DateTimeField(allow_null=True)
     url = serializers.SerializerMethodField()
-
-    @extend_schema_field(
-        serializers.CharField(allow_null=True, help_text="How to log in once ready; shown to its owner only.")
-    )
-    def get_ssh_command(self, view: SshBuilderView) -> str | None:
-        request = self.context.get("request")
-        # Build pages are public; where to log in is the owner's business (and the keys').
-        user_id = request.user.pk if request is not None else None
-        return view.ssh_command if user_id is not None and user_id == view.lease.owner_id else None
 
     @extend_schema_field(serializers.URLField(help_text="The SSH builder in /api/v1/ssh-builders/."))
     def get_url(self, view: SshBuilderView) -> str:
@@ -185,7 +179,8 @@ class PhaseOutput(serializers.Serializer):
 
     @extend_schema_field(SshBuilderLink(allow_null=True))
     def get_ssh_builder(self, phase: SrpmPhase | BuildChroot) -> dict[str, Any] | None:
-        view = ssh_builder_of_phase(phase)
+        request = self.context.get("request")
+        view = ssh_builder_of_phase(phase, viewer=request.user if request is not None else None)
         return None if view is None else SshBuilderLink(view, context=self.context).data
 
 

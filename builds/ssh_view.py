@@ -1,17 +1,24 @@
-"""What the API, the build page and the CLI show of an SSH builder (an SSH lease and the phase it serves)."""
+"""What the API, the build page and the CLI show of an SSH builder (an SSH lease and the phase it serves).
+
+Build pages are public, SSH builders are not: where and how to log in (host, port, login
+user, the ssh command, the host key, the keys that may log in and their comments) is shown
+to the lease's owner and to staff only. `sees_connection_details` is the one place that
+decides; every view here takes the viewing user and leaves those fields empty for others,
+who still see the state, why it waits and until when it lives.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from builders import ssh
 from builders.models import Builder, Lease
 from builders.services.access import host_key_fingerprint
 from builds.models import Build, BuildChroot, SrpmPhase
-from keys.parser import parse_keys
+from keys.parser import PublicKey, parse_keys
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,25 @@ class SshBuilderView:
     max_expires_at: datetime | None
     key_fingerprints: list[str]
     lease: Lease
+    details: bool  # whether the connection details above are filled (the viewer may see them)
+
+
+def sees_connection_details(viewer: AbstractBaseUser | AnonymousUser | None, owner_id: int | None) -> bool:
+    """Whether `viewer` may see how to log in to an SSH builder of `owner_id`: its owner and staff."""
+    if viewer is None or not viewer.is_authenticated or owner_id is None:
+        return False
+    return viewer.pk == owner_id or bool(getattr(viewer, "is_staff", False))
+
+
+def keys_shown(build: Build, viewer: AbstractBaseUser | AnonymousUser | None) -> list[PublicKey]:
+    """The keys of an SSH build (with their comments), for its owner and staff; nobody else's business."""
+    if not build.ssh or not sees_connection_details(viewer, build.submitter_id):
+        return []
+    return parse_keys(build.ssh_keys, allow_references=False, max_keys=None).keys
+
+
+def key_count(build: Build) -> int:
+    return len(build.ssh_keys.splitlines()) if build.ssh else 0
 
 
 def public_state(lease: Lease) -> str:
@@ -44,12 +70,13 @@ def public_state(lease: Lease) -> str:
     return "failed" if lease.end_reason in (Lease.EndReason.FAILED, Lease.EndReason.TERMINATED) else "ended"
 
 
-def view_of(lease: Lease, build: Build | None, chroot: str | None) -> SshBuilderView:
+def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: bool) -> SshBuilderView:
+    """The SSH builder of `lease`; without `details`, nothing that says where or how to log in."""
     builder: Builder | None = lease.builder
-    ready = lease.state == Lease.State.ACTIVE and builder is not None and builder.host
+    ready = bool(details and lease.state == Lease.State.ACTIVE and builder is not None and builder.host)
     fingerprints = (
         [k.fingerprint for k in parse_keys(build.ssh_keys, allow_references=False, max_keys=None).keys]
-        if build
+        if build and details
         else []
     )
     return SshBuilderView(
@@ -69,6 +96,7 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None) -> SshBuilder
         max_expires_at=lease.max_expires_at,
         key_fingerprints=fingerprints,
         lease=lease,
+        details=details,
     )
 
 
@@ -99,12 +127,16 @@ def ssh_builders_of(user: AbstractBaseUser, *, lease_id: int | None = None) -> l
         phases[phase.lease_id] = (phase.build, phase.chroot.name)
     for phase in SrpmPhase.objects.filter(lease_id__in=ids).select_related("build"):
         phases[phase.lease_id] = (phase.build, "srpm")
-    return [view_of(lease, *phases.get(lease.pk, (None, None))) for lease in leases]
+    # The user's own leases: the owner sees the details of each.
+    return [view_of(lease, *phases.get(lease.pk, (None, None)), details=True) for lease in leases]
 
 
-def ssh_builder_of_phase(phase: SrpmPhase | BuildChroot) -> SshBuilderView | None:
-    """The SSH builder serving one phase of an SSH build (for the build page and the builds API)."""
+def ssh_builder_of_phase(
+    phase: SrpmPhase | BuildChroot, *, viewer: AbstractBaseUser | AnonymousUser | None
+) -> SshBuilderView | None:
+    """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API)."""
     if not phase.build.ssh or phase.lease is None:
         return None
     chroot = "srpm" if isinstance(phase, SrpmPhase) else phase.chroot.name
-    return view_of(phase.lease, phase.build, chroot)
+    details = sees_connection_details(viewer, phase.lease.owner_id)
+    return view_of(phase.lease, phase.build, chroot, details=details)

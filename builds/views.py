@@ -25,8 +25,7 @@ from builds import services, storage
 from builds.files import LOG_NAMES, log_url, result_url
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
 from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
-from builds.services.ssh import keys_of
-from builds.ssh_view import SshBuilderView, served_by, ssh_builder_of_phase
+from builds.ssh_view import SshBuilderView, key_count, keys_shown, served_by, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
 from coprssh.exceptions import NotFoundError, ServiceError
 from keys.models import SavedKey
@@ -207,10 +206,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _ssh_json(ssh: SshBuilderView) -> dict:
+    # ssh_view leaves the connection details empty for anyone but the owner and staff.
     lease = ssh.lease
     return {
         "lease_id": ssh.id,
         "state": ssh.state,
+        "details": ssh.details,
         "queue_reason": ssh.queue_reason,
         "ssh_command": ssh.ssh_command,
         "host": ssh.host,
@@ -229,7 +230,7 @@ def _ssh_json(ssh: SshBuilderView) -> dict:
     }
 
 
-def _phase_views(build: Build) -> list[PhaseView]:
+def _phase_views(build: Build, viewer: AbstractBaseUser) -> list[PhaseView]:
     phases: list[tuple[str, SrpmPhase | BuildChroot]] = [("srpm", build.srpm)]
     phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease__builder")]
     views = []
@@ -240,7 +241,7 @@ def _phase_views(build: Build) -> list[PhaseView]:
             if name not in LOG_NAMES and not name.startswith(".")
         ]
         logs = [(name, log_url(build.pk, key, name)) for name in (storage.BACKEND_LOG, storage.LIVE_LOG)]
-        ssh = ssh_builder_of_phase(phase) if build.ssh else None
+        ssh = ssh_builder_of_phase(phase, viewer=viewer) if build.ssh else None
         views.append(PhaseView(key=key, phase=phase, logs=logs, results=results, ssh=ssh))
     return views
 
@@ -253,10 +254,11 @@ def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
         "builds/build_detail.html",
         {
             "build": build,
-            "phases": _phase_views(build),
+            "phases": _phase_views(build, request.user),
             "resubmissions": list(build.resubmissions.order_by("pk").values_list("pk", flat=True)),
             "can_build": build.project.can_build(request.user),
-            "ssh_keys": keys_of(build) if build.ssh else [],
+            "ssh_keys": keys_shown(build, request.user),
+            "ssh_key_count": key_count(build),
             "now": _iso(timezone.now()),
             "max_prolong_hours": ProlongForm.base_fields["hours"].max_value,
         },
@@ -276,7 +278,7 @@ def build_state(request: HttpRequest, build_id: int) -> JsonResponse:
             "package": nvr,
             "started_at": format_time(build.started_at),
             "ended_at": format_time(build.ended_at),
-            "phases": [view.as_json() for view in _phase_views(build)],
+            "phases": [view.as_json() for view in _phase_views(build, request.user)],
             "now": _iso(timezone.now()),
         }
     )

@@ -23,6 +23,7 @@ from builders.models import Lease
 from builders.providers.base import ProviderError
 from builds import runner, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
+from builds.untrusted import as_reported, one_line
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,9 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     builder = lease.builder
     label = f"{phase.build_id}-{'srpm' if isinstance(phase, SrpmPhase) else phase.chroot.name}"
     workdir = runner.new_workdir(builder, label)
-    storage.backend_log(
-        phase.storage_dir,
-        f"Builder {builder} ({builder.host}:{builder.port}) assigned; starting in {workdir}.",
-    )
+    # backend.log is public: where a user's builder is reached is for its owner (the build page).
+    where = "" if phase.build.ssh else f" ({builder.host}:{builder.port})"
+    storage.backend_log(phase.storage_dir, f"Builder {builder}{where} assigned; starting in {workdir}.")
     try:
         job, files = _job(phase)
         if phase.build.ssh:
@@ -142,6 +142,7 @@ def _job(phase: Phase) -> tuple[dict, dict[str, Path]]:
 
 
 def _fail_start(phase: Phase, reason: str) -> None:
+    reason = one_line(reason, cap=400)  # error texts carry what the builder answered
     storage.backend_log(phase.storage_dir, f"Could not start the build: {reason}")
     with transaction.atomic():
         type(phase).objects.filter(pk=phase.pk, state=State.STARTING).update(
@@ -172,10 +173,9 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
         lease_id=phase.lease_id, keys=keys_of(build), info=info, via=builders.TASK
     )
     expires = timezone.localtime(access.expires_at)
+    # backend.log is public: no host, port, command or key fingerprints here (issue #10).
     lines = [
-        f"SSH access is ready: {access.ssh_command}",
-        "Keys deployed: " + ", ".join(access.key_fingerprints),
-        f"Host key (pinned by the service): {access.host_key_fingerprint}",
+        "SSH access was set up for the owner; connection details are on the build page for the owner.",
         f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
         "the default lifetime after the build ends; prolong it from the build page, the API, the CLI or the builder.",
         f"On the builder, run `{access.tool} help`.",
@@ -255,7 +255,10 @@ def watch_phase(*, kind: str, phase_id: int, seconds: float = WATCH_SECONDS) -> 
             return load(kind, phase_id)  # canceled meanwhile
         drained = len(progress.log) < runner.LOG_CHUNK
         if progress.status.state in ("succeeded", "failed", "canceled") and drained:
-            finish_phase(phase, state=progress.status.state, reason=progress.status.reason)
+            reason = progress.status.reason
+            if phase.build.ssh:  # the user is root on this builder: its report is only its word
+                reason = as_reported(progress.status.state, reason)
+            finish_phase(phase, state=progress.status.state, reason=reason)
             return load(kind, phase_id)
         if time.monotonic() >= deadline:
             break
@@ -307,6 +310,7 @@ def finish_phase(
     phase: Phase, *, state: str, reason: str = "", lease_reason: str = Lease.EndReason.BUILD_FINISHED
 ) -> None:
     """Fetch what the phase made, record its end, release its builder, move the build on."""
+    reason = one_line(reason, cap=500)  # it may quote the builder: keep backend.log lines whole
     build = phase.build
     final = {"succeeded": State.SUCCEEDED, "failed": State.FAILED, "canceled": State.CANCELED}.get(
         state, State.FAILED
@@ -413,7 +417,9 @@ def stop_phase(*, kind: str, phase_id: int) -> None:
     try:
         runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
     except runner.RunnerError as exc:
-        storage.backend_log(phase.storage_dir, f"Could not stop the build on the builder: {exc}")
+        storage.backend_log(
+            phase.storage_dir, f"Could not stop the build on the builder: {one_line(str(exc))}"
+        )
         builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
         return
     storage.backend_log(phase.storage_dir, "Stopped on the builder.")

@@ -102,12 +102,13 @@ def resubmit_with_ssh(
         from builds.services.phases import update_build_state
 
         update_build_state(new.pk)
-        fingerprints = ", ".join(key.fingerprint for key in keys)
+        # backend.log is public: the number of keys, not their fingerprints (issue #10).
+        count = f"{len(keys)} key{'s' if len(keys) != 1 else ''}"
         transaction.on_commit(
             lambda: storage.backend_log(
                 srpm.storage_dir,
-                f"Build #{new.pk}: resubmission of #{build.pk} with SSH access by {user.get_username()}; "
-                f"keys {fingerprints}.",
+                f"Build #{new.pk}: resubmission of #{build.pk} with SSH access by {user.get_username()} "
+                f"for {count}.",
             )
         )
     log.info("build %s resubmitted with SSH as %s", build.pk, new.pk)
