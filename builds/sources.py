@@ -5,9 +5,12 @@ optional committish, spec path), or the URL of a `.src.rpm`. A builder later clo
 downloads what these functions accepted (`builds/agent/coprssh_agent.py`), so they refuse
 anything git or urllib could misread: other schemes (`ext::`, `file://`, `ssh://`), option
 look-alikes, credentials (they would be shown on public pages) and hosts that are, or
-resolve to, the builder itself or its cloud's metadata service. The host check is a gate
-at submission time, not a guarantee: a name may resolve differently when the builder
-fetches it, and the builder's own network policy is what finally holds.
+resolve to, any address that is not public: the builder itself, its cloud's metadata
+service, private networks (unless COPRSSH_ALLOW_PRIVATE_SOURCES), documentation, reserved
+and multicast ranges; every address a name has must pass. The agent applies the same rule
+(`address_problem`) again when it fetches, and to every redirect before following it. Even
+so the check is a gate, not a guarantee: a name may resolve differently between the agent's
+check and its connection, and the builder's own network policy is what finally holds.
 
 Every refusal raises SourceError with `field` set to the API field it concerns.
 """
@@ -28,6 +31,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
+from builds.agent.coprssh_agent import address_problem
 from coprssh.exceptions import ServiceError
 
 SPEC_SUFFIX = ".spec"
@@ -54,7 +58,6 @@ COMMITTISH = re.compile(r"[A-Za-z0-9._/+-]{1,200}")
 SPEC_PATH = re.compile(r"[A-Za-z0-9._/+-]+")
 NAME_TAG = re.compile(rb"^[ \t]*name[ \t]*:[ \t]*\S", re.IGNORECASE | re.MULTILINE)
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 
 
 class SourceError(ServiceError):
@@ -83,6 +86,15 @@ def max_srpm_bytes() -> int:
 
 def allow_local_sources() -> bool:
     return bool(getattr(settings, "COPRSSH_ALLOW_LOCAL_SOURCES", False))
+
+
+def allow_private_sources() -> bool:
+    return bool(getattr(settings, "COPRSSH_ALLOW_PRIVATE_SOURCES", False))
+
+
+def fetch_policy() -> dict[str, bool]:
+    """What the agent may fetch from besides public hosts (it checks redirects with it)."""
+    return {"allow_local": allow_local_sources(), "allow_private": allow_private_sources()}
 
 
 # Uploads
@@ -316,17 +328,16 @@ def _check_host(host: str, port: int, *, field: str, what: str) -> None:
         if not _valid_hostname(host):
             raise SourceError(f"The host {host!r} of the {what} is not a valid host name.", field=field)
         addresses = _resolve(host, port, field=field)
-    if allow_local_sources():
-        return
+    policy = fetch_policy()
     for address in addresses:
-        if address.version == 6 and address.ipv4_mapped is not None:
-            # ::ffff:127.0.0.1 reaches 127.0.0.1; and ::ffff:0:0/96 as a whole is "reserved".
-            address = address.ipv4_mapped
-        reason = _not_public(address)
+        reason = address_problem(address, **policy)
         if reason:
+            # The address as the agent would reach it: ::ffff:127.0.0.1 is 127.0.0.1.
+            shown = getattr(address, "ipv4_mapped", None) or address
+            hint = " (an operator can allow private networks)" if reason == "a private address" else ""
             raise SourceError(
-                f"The host {host} of the {what} is {reason} ({address}); "
-                "builds can only fetch from public hosts.",
+                f"The host {host} of the {what} is {reason} ({shown}); "
+                f"builds can only fetch from public hosts{hint}.",
                 field=field,
             )
 
@@ -379,19 +390,3 @@ def _resolve(host: str, port: int, *, field: str) -> list[ipaddress.IPv4Address 
     if not addresses:
         raise SourceError(f"The host {host} does not resolve.", field=field)
     return addresses
-
-
-def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """Why a builder must not fetch from `address`, or "" when it may."""
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_multicast:
-        return "a multicast address"
-    if address.is_unspecified or address in THIS_NETWORK:
-        # Linux connects to 0.0.0.0 as if it were 127.0.0.1.
-        return "the unspecified address"
-    if address.is_reserved:
-        return "a reserved address"
-    return ""

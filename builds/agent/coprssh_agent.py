@@ -13,22 +13,82 @@ detached from the SSH session. The agent writes, inside WORKDIR:
     success            present only when the phase succeeded
 
 SIGTERM (sent to the agent's process group by the service on cancel) stops the build.
+
+Sources fetched here (a .src.rpm URL, a git repository) were checked by the service when the
+build was submitted (builds/sources.py), with the rules of `address_problem` below. A server
+may still redirect elsewhere, and a name may resolve differently now: the agent checks the host
+again when it fetches, and checks every redirect before following it (at most 5). git is given
+the URL the redirects end at and follows none of its own.
 """
 
 from __future__ import annotations
 
 import glob
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 5
+GIT_PROBE = "/info/refs?service=git-upload-pack"
+
+# Never fetched from, whatever an operator allows.
+BENCHMARKING = ipaddress.ip_network("198.18.0.0/15")
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+DOCUMENTATION = [
+    ipaddress.ip_network(net)
+    for net in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32", "3fff::/20")
+]
+# Private networks: an operator may allow them (COPRSSH_ALLOW_PRIVATE_SOURCES), e.g. for an
+# internal git server.
+PRIVATE = [
+    ipaddress.ip_network(net)
+    for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10")
+]
+
+
+def address_problem(address, *, allow_local: bool = False, allow_private: bool = False) -> str:  # noqa: ANN001
+    """Why a source must not be fetched from `address`, or "" when it may (shared with the service)."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # ::ffff:127.0.0.1 reaches 127.0.0.1; and ::ffff:0:0/96 as a whole is "reserved".
+        address = address.ipv4_mapped
+    if address.version == 6 and address.sixtofour is not None:
+        # 2002:7f00:1:: is 6to4 for 127.0.0.1: a relay would deliver it there.
+        inner = address_problem(address.sixtofour, allow_local=allow_local, allow_private=allow_private)
+        if inner:
+            return f"a 6to4 address of {inner}"
+    local = ""
+    if address.is_loopback:
+        local = "a loopback address"
+    elif address.is_link_local:
+        local = "a link-local address"
+    elif address.is_unspecified or address in THIS_NETWORK:
+        # Linux connects to 0.0.0.0 as if it were 127.0.0.1.
+        local = "the unspecified address"
+    if local:
+        return "" if allow_local else local
+    if address.is_multicast:
+        return "a multicast address"
+    if address.is_reserved:
+        return "a reserved address"
+    if any(address in net for net in PRIVATE if net.version == address.version):
+        return "" if allow_private else "a private address"
+    if address in BENCHMARKING:
+        return "a benchmarking address"
+    if any(address in net for net in DOCUMENTATION if net.version == address.version):
+        return "a documentation address"
+    if not address.is_global:
+        return "not a public address"
+    return ""
 
 
 class PhaseFailed(Exception):
@@ -143,7 +203,12 @@ class Agent:
         elif kind == "scm":
             # GIT_ALLOW_PROTOCOL keeps git to http(s): no ext::, no file://, no ssh.
             env = {"GIT_ALLOW_PROTOCOL": "http:https", "GIT_TERMINAL_PROMPT": "0"}
-            self.run(["git", "clone", "--quiet", "--", source["clone_url"], src], env=env)
+            clone_url = self.git_url(source["clone_url"])
+            if clone_url != source["clone_url"]:
+                self.say(f"The repository is at {clone_url}")
+            # git follows no redirect of its own: git_url has followed and checked them.
+            clone = ["git", "clone", "--quiet", "--config", "http.followRedirects=false"]
+            self.run([*clone, "--", clone_url, src], env=env)
             if source.get("committish"):
                 self.run(["git", "-C", src, "checkout", "--quiet", source["committish"], "--"], env=env)
             spec = os.path.realpath(os.path.join(src, source["spec"]))
@@ -188,12 +253,72 @@ class Agent:
         shutil.copy2(srpm, self.results)
         shutil.copy2(specs[0], self.results)
 
+    # --- fetching sources ---------------------------------------------------------------
+
+    def check_fetch(self, url: str) -> None:
+        """Refuse `url` unless it is http(s) and every address its host has now is allowed."""
+        policy = self.job.get("fetch") or {}
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise PhaseFailed(f"refused to fetch {url!r}: not a valid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PhaseFailed(f"refused to fetch {url!r}: only http and https URLs can be fetched")
+        try:
+            found = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise PhaseFailed(
+                f"refused to fetch {url!r}: the host {parts.hostname} does not resolve"
+            ) from None
+        for *_rest, sockaddr in found:
+            address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+            problem = address_problem(
+                address,
+                allow_local=bool(policy.get("allow_local")),
+                allow_private=bool(policy.get("allow_private")),
+            )
+            if problem:
+                raise PhaseFailed(f"refused to fetch {url!r}: {parts.hostname} is {problem} ({address})")
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib that checks each redirect before following it (urllib alone would follow any)."""
+        agent = self
+
+        class CheckedRedirects(urllib.request.HTTPRedirectHandler):
+            max_redirections = MAX_REDIRECTS
+
+            def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+                if len(getattr(req, "redirect_dict", {})) >= MAX_REDIRECTS:
+                    raise PhaseFailed(f"refused to fetch {newurl!r}: more than {MAX_REDIRECTS} redirects")
+                agent.check_fetch(newurl)
+                agent.say(f"Redirected to {newurl}")
+                return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+        return urllib.request.build_opener(CheckedRedirects)
+
+    def git_url(self, url: str) -> str:
+        """Where the repository at `url` really is: its redirects followed, each one checked."""
+        self.check_fetch(url)
+        probe = url.rstrip("/") + GIT_PROBE
+        try:
+            with self.opener().open(probe, timeout=60) as response:
+                final = response.geturl()
+        except urllib.error.HTTPError as exc:
+            final = exc.geturl()  # git says what is wrong with it
+        except OSError:
+            return url  # unreachable now: git says so
+        if final == probe:
+            return url
+        if not final.endswith(GIT_PROBE):
+            raise PhaseFailed(f"refused to clone: the repository redirects to an unexpected URL {final!r}")
+        return final[: -len(GIT_PROBE)]
+
     def download(self, url: str, target: str, limit: int) -> None:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise PhaseFailed("only http and https URLs can be fetched")
+        self.check_fetch(url)
         self.say(f"Downloading {url}")
         try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(target, "wb") as out:  # noqa: S310
+            with self.opener().open(url, timeout=60) as response, open(target, "wb") as out:
                 size = 0
                 while chunk := response.read(CHUNK):
                     size += len(chunk)

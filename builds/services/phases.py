@@ -21,7 +21,7 @@ from django.utils import timezone
 from builders import services as builders
 from builders.models import Lease
 from builders.providers.base import ProviderError
-from builds import runner, storage
+from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 from builds.untrusted import as_reported, one_line
 
@@ -133,6 +133,7 @@ def _job(phase: Phase) -> tuple[dict, dict[str, Path]]:
             "source": source,
             "timeout": timeout,
             "max_download": settings.COPRSSH_MAX_SRPM_BYTES,
+            "fetch": sources.fetch_policy(),  # the agent checks redirects with it
         }, files
     srpm_name = Path(build.srpm_file).name
     return (

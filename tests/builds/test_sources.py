@@ -496,11 +496,120 @@ def test_check_scm_checks_ip_literals_without_dns(resolver):
     assert resolver.asked == []
 
 
-@pytest.mark.parametrize(("url", "message"), LOCAL_URLS)
+LOCAL_ONLY = [
+    (url, message)
+    for url, message in LOCAL_URLS
+    if message.startswith(("a loopback", "a link-local", "the unspecified"))
+]
+
+
+@pytest.mark.parametrize(("url", "message"), LOCAL_ONLY)
 def test_check_scm_accepts_local_hosts_when_the_setting_allows_them(settings, local_names, url, message):
     settings.COPRSSH_ALLOW_LOCAL_SOURCES = True
 
     assert check_scm(clone_url=url, spec="x.spec").clone_url == url
+
+
+# Issue #10: private ranges were let through; each is refused unless an operator allows it.
+PRIVATE_URLS = [
+    "http://10.0.0.1/x.git",
+    "http://10.255.255.254/x.git",
+    "http://172.16.0.1/x.git",
+    "http://172.31.255.254/x.git",
+    "http://192.168.0.1/x.git",
+    "http://192.168.255.254/x.git",
+    "http://100.64.0.1/x.git",
+    "http://100.127.255.254/x.git",
+    "http://[fc00::1]/x.git",
+    "http://[fd12:3456:789a::1]/x.git",
+    "http://[fec0::1]/x.git",
+    "http://[::ffff:10.1.2.3]/x.git",
+    "http://[::ffff:192.168.1.1]/x.git",
+    "http://internal.example.org/x.git",
+    "http://mixed.example.org/x.git",
+]
+
+
+@pytest.fixture
+def private_names(resolver) -> FakeResolver:
+    resolver.names["internal.example.org"] = ["192.168.7.7"]
+    # Every address counts: one public address does not make a private one harmless.
+    resolver.names["mixed.example.org"] = [PUBLIC_V4, "fd00::7"]
+    return resolver
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+@pytest.mark.parametrize("check", ["scm", "url"])
+def test_private_hosts_are_refused(private_names, settings, url, check):
+    settings.COPRSSH_ALLOW_LOCAL_SOURCES = True  # local is not private
+
+    if check == "scm":
+        error = refused(check_scm, clone_url=url, spec="x.spec")
+    else:
+        error = refused(check_url, url=url.replace("/x.git", "/x-1-1.src.rpm"))
+
+    assert "is a private address (" in error.message
+    assert "builds can only fetch from public hosts (an operator can allow private networks)" in error.message
+
+
+def test_a_6to4_address_of_a_private_one_is_refused():
+    error = refused(check_scm, clone_url="http://[2002:a00:1::]/x.git", spec="x.spec")
+
+    assert "is a 6to4 address of a private address (2002:a00:1::)" in error.message
+
+
+@pytest.mark.parametrize("url", PRIVATE_URLS)
+def test_private_hosts_are_accepted_when_the_operator_allows_them(private_names, settings, url):
+    settings.COPRSSH_ALLOW_PRIVATE_SOURCES = True
+
+    assert check_scm(clone_url=url, spec="x.spec").clone_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://198.18.0.1/", "a benchmarking address (198.18.0.1)"),
+        ("http://198.19.255.254/", "a benchmarking address (198.19.255.254)"),
+        ("http://192.0.2.1/", "a documentation address (192.0.2.1)"),
+        ("http://203.0.113.9/", "a documentation address (203.0.113.9)"),
+        ("http://[2001:db8::1]/", "a documentation address (2001:db8::1)"),
+        ("http://192.0.0.1/", "not a public address (192.0.0.1)"),
+        ("http://[2001::1]/", "not a public address (2001::1)"),
+        ("http://[2002:7f00:1::]/", "a 6to4 address of a loopback address (2002:7f00:1::)"),
+        ("http://[64:ff9b::7f00:1]/", "a reserved address (64:ff9b::7f00:1)"),
+        ("http://239.255.255.250/", "a multicast address (239.255.255.250)"),
+        ("http://[ff05::2]/", "a multicast address (ff05::2)"),
+        ("http://240.0.0.1/", "a reserved address (240.0.0.1)"),
+        ("http://127.0.0.1/", "a loopback address (127.0.0.1)"),
+        ("http://169.254.169.254/", "a link-local address (169.254.169.254)"),
+        ("http://[fe80::1]/", "a link-local address (fe80::1)"),
+        ("http://0.0.0.0/", "the unspecified address (0.0.0.0)"),
+        ("http://[::ffff:169.254.169.254]/", "a link-local address (169.254.169.254)"),
+    ],
+)
+def test_other_non_public_ranges_are_refused_even_with_private_sources_allowed(settings, url, message):
+    settings.COPRSSH_ALLOW_PRIVATE_SOURCES = True
+
+    error = refused(check_scm, clone_url=url, spec="x.spec")
+
+    assert f"is {message}; builds can only fetch from public hosts" in error.message
+
+
+@pytest.mark.parametrize(
+    "url", ["http://224.0.0.1/", "http://240.0.0.1/", "http://[ff02::1]/", "http://198.18.0.1/"]
+)
+def test_allowing_local_and_private_sources_still_refuses_multicast_and_reserved(settings, url):
+    settings.COPRSSH_ALLOW_LOCAL_SOURCES = True
+    settings.COPRSSH_ALLOW_PRIVATE_SOURCES = True
+
+    refused(check_scm, clone_url=url, spec="x.spec")
+
+
+def test_public_addresses_are_accepted(resolver):
+    resolver.names["dual.example.org"] = [PUBLIC_V4, PUBLIC_V6]
+
+    assert check_scm(clone_url="https://dual.example.org/x.git", spec="x.spec").clone_url
+    assert check_scm(clone_url=f"https://[{PUBLIC_V6}]/x.git", spec="x.spec").clone_url
 
 
 def test_allowing_local_hosts_still_refuses_names_that_do_not_resolve(settings):
