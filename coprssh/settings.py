@@ -146,8 +146,9 @@ def _database() -> dict:
         if config["ENGINE"] == "django.db.backends.sqlite3":
             config.setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
         return config
-    # The embedded default: a SQLite file in the data directory, created on first use.
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    # The embedded default: a SQLite file in the data directory, created on first use. The
+    # directory holds the database and the service's SSH key: only its owner may enter it.
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(DATA_DIR / "coprssh.sqlite3"),
@@ -282,6 +283,8 @@ COPRSSH_STOP_GRACE = env_int("COPRSSH_STOP_GRACE", 20, minimum=0, maximum=3600)
 COPRSSH_BUILDERS_DIR = Path(env_str("COPRSSH_BUILDERS_DIR", str(DATA_DIR / "builders")))
 # The service's own SSH key, installed on every builder; created on first use.
 COPRSSH_ADMIN_KEY_FILE = Path(env_str("COPRSSH_ADMIN_KEY_FILE", str(DATA_DIR / "ssh" / "admin_ed25519")))
+# Homes of the unprivileged accounts that isolated local builders log in as (the service runs as root).
+COPRSSH_LOCAL_HOMES_DIR = Path(env_str("COPRSSH_LOCAL_HOMES_DIR", "/var/lib/coprssh-builders"))
 # A pool whose creates fail waits this long after the first failure, doubling up to the maximum.
 COPRSSH_POOL_BACKOFF_FIRST = env_int("COPRSSH_POOL_BACKOFF_FIRST", 30, minimum=1, maximum=24 * 3600)
 COPRSSH_POOL_BACKOFF_MAX = env_int("COPRSSH_POOL_BACKOFF_MAX", 30 * 60, minimum=1, maximum=7 * 24 * 3600)
@@ -309,6 +312,9 @@ COPRSSH_BUILD_TIMEOUT = env_int("COPRSSH_BUILD_TIMEOUT", 5 * 3600, minimum=60)
 COPRSSH_SRPM_ARCH = env_str("COPRSSH_SRPM_ARCH", platform.machine())
 # Let sources come from loopback and link-local addresses (tests and local demos only).
 COPRSSH_ALLOW_LOCAL_SOURCES = env_bool("COPRSSH_ALLOW_LOCAL_SOURCES", False)
+# Let sources come from private networks (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7),
+# e.g. an internal git server the builders can reach; off by default.
+COPRSSH_ALLOW_PRIVATE_SOURCES = env_bool("COPRSSH_ALLOW_PRIVATE_SOURCES", False)
 
 # --- keys ---
 # RSA keys shorter than this are refused (2048 or 3072).

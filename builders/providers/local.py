@@ -1,8 +1,12 @@
 """The `local` provider: each machine is a sandbox directory served by its own OpenSSH sshd on loopback.
 
-It is the embedded default for the demo and the tests. A "machine" logs in the account that runs the
-service, so it isolates nothing from that account: a user of a local builder can do whatever the
-service's account can. Never offer it to untrusted users.
+It is the embedded default for the demo and the tests. When the service runs as root, each machine
+is isolated: its sshd (root, like any system sshd) logs users in only as an unprivileged account
+made for that machine, whose home holds its authorized_keys, lease file and builds; root on the
+builder is that account on the host, and cannot read the service's data, keys, database or
+process environments. Without root there is no isolation: a machine logs in the service's own
+account, and a user of it can do whatever the service can (the provider says so in its log, and
+`check --deploy` refuses such a pool in production).
 
 A sandbox `<root_dir>/<name>/` (mode 0700) holds:
     machine.json            what list_owned() reports; written before sshd starts, so a create that
@@ -16,6 +20,7 @@ A sandbox `<root_dir>/<name>/` (mode 0700) holds:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import re
@@ -24,11 +29,16 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import accounts, procs
 from .base import HostKeyPair, Machine, Provider, ProviderError
+
+log = logging.getLogger(__name__)
+
+# Homes of the isolated builders' accounts: outside the service's data dir, which stays private.
+DEFAULT_HOMES_DIR = Path("/var/lib/coprssh-builders")
 
 # Written into machine.json so list_owned() never mistakes someone else's directory for a machine.
 STATE_MARKER = "coprssh-local-machine/1"
@@ -84,22 +94,6 @@ class _Sandbox:
         return self.dir / "sshd.log"
 
 
-@dataclass(frozen=True)
-class _Proc:
-    """One /proc entry; (pid, start time) names a process even after its pid is reused."""
-
-    pid: int
-    ppid: int
-    state: str
-    start_time: int
-
-    @property
-    def dead(self) -> bool:
-        # A zombie has exited and only waits to be reaped, possibly forever when its parent is an
-        # init that does not reap (as in some containers); it is gone for our purposes.
-        return self.state in ("Z", "X", "x")
-
-
 class LocalProvider(Provider):
     """Machines are loopback sshd processes over sandbox directories under `root_dir`."""
 
@@ -115,6 +109,8 @@ class LocalProvider(Provider):
         boot_timeout: float = 10.0,
         start_attempts: int = 5,
         stop_timeout: float = 5.0,
+        isolate: bool | None = None,
+        homes_dir: Path | str = DEFAULT_HOMES_DIR,
     ) -> None:
         root = Path(root_dir).absolute()
         if UNSAFE_PATH_RE.search(str(root)):
@@ -132,6 +128,12 @@ class LocalProvider(Provider):
         self.start_attempts = start_attempts
         self.stop_timeout = stop_timeout
         self.address = "::1" if ipv6 else "127.0.0.1"
+        # Isolation needs root (to make accounts and run sshd that switches to them).
+        self.isolate = os.geteuid() == 0 if isolate is None else isolate
+        homes = Path(homes_dir).absolute()
+        if UNSAFE_PATH_RE.search(str(homes)):
+            raise ValueError(f"homes_dir must not contain whitespace, quotes, '#', '%' or '\\': {homes}")
+        self.homes_dir = homes
         self._sshd_version: tuple[int, int] | None = None
 
     # -- Provider interface -------------------------------------------------------------------------
@@ -148,8 +150,17 @@ class LocalProvider(Provider):
         if not os.access(self.sshd_path, os.X_OK):
             # Retrying cannot help until someone installs it: the pool pauses on this.
             raise ProviderError(f"no sshd at {self.sshd_path}; {SSHD_INSTALL_HINT}", permanent=True)
+        if self.isolate and os.geteuid() != 0:
+            raise ProviderError("isolated local builders need the service to run as root", permanent=True)
         user = _login_user()
-        if _locked_for_sshd(user):
+        if not self.isolate:
+            log.warning(
+                "local builder %s logs in as the service's own account %s: its users can read everything"
+                " the service can (run the service as root to isolate local builders)",
+                name,
+                user,
+            )
+        if not self.isolate and _locked_for_sshd(user):
             raise ProviderError(
                 f"sshd without PAM refuses the locked account {user} ('!' in /etc/shadow);"
                 f" give it a '*' password field (usermod -p '*' {user}) to allow key logins",
@@ -167,8 +178,15 @@ class LocalProvider(Provider):
         try:
             os.chmod(box.dir, 0o700)  # mkdir's mode is filtered by the umask
             _write_private(box.host_key, host_key.private_pem)
-            _write_private(box.authorized_keys, admin_line + "\n")
             _write_private(box.log, "")
+            if self.isolate:
+                user = self._make_account(box)
+                home = self._home(box)
+                _write_private(home / "authorized_keys", admin_line + "\n")
+                account = pwd.getpwnam(user)
+                os.chown(home / "authorized_keys", account.pw_uid, account.pw_gid)
+            else:
+                _write_private(box.authorized_keys, admin_line + "\n")
             for _ in range(self.start_attempts):
                 port = self._pick_port()
                 machine = Machine(
@@ -193,6 +211,8 @@ class LocalProvider(Provider):
                 self._destroy(box)
             except ProviderError:
                 pass  # the original failure matters more; the tick retries the delete
+            if isinstance(exc, accounts.AccountError):
+                raise ProviderError(exc.message, permanent=exc.permanent) from exc
             if isinstance(exc, OSError):
                 raise ProviderError(f"cannot create {name}: {exc}") from exc
             if isinstance(exc, subprocess.SubprocessError):
@@ -233,13 +253,14 @@ class LocalProvider(Provider):
         return _has_ssh_banner(self.address, machine.port, timeout=2.0)
 
     def authorized_keys_path(self, machine: Machine) -> str:
-        """All local machines share one account, so each keeps its keys in its own sandbox."""
-        self._check_name(machine.provider_id)
-        return str(self._sandbox(machine.provider_id).authorized_keys)
+        """In the account's home when isolated; else in the sandbox (all machines share one account)."""
+        return f"{self.state_dir(machine)}/authorized_keys"
 
     def state_dir(self, machine: Machine) -> str:
+        """The machine's own writable folder: its account's home, or (without isolation) its sandbox."""
         self._check_name(machine.provider_id)
-        return str(self._sandbox(machine.provider_id).dir)
+        box = self._sandbox(machine.provider_id)
+        return str(self._home(box) if self._isolated(box) else box.dir)
 
     def jobs_dir(self, machine: Machine) -> str:
         """Inside the sandbox, so deleting the machine deletes the builds' work folders too."""
@@ -254,7 +275,9 @@ class LocalProvider(Provider):
             f"Port {port}",
             f"HostKey {box.host_key}",
             f"PidFile {box.pid_file}",
-            f"AuthorizedKeysFile {box.authorized_keys}",
+            f"AuthorizedKeysFile {self._home(box) / 'authorized_keys'}"
+            if self._isolated(box)
+            else f"AuthorizedKeysFile {box.authorized_keys}",
             "AuthorizedPrincipalsFile none",
             "AuthenticationMethods publickey",
             "PubkeyAuthentication yes",
@@ -280,8 +303,14 @@ class LocalProvider(Provider):
             "Subsystem sftp internal-sftp",
             # Where the service puts this builder's lease file and copr-builder (all local machines
             # share one account, so /etc/coprssh would be shared too).
-            f"SetEnv COPRSSH_STATE_DIR={box.dir}",
+            # copr-builder lives in the state dir too: on PATH, as the build page says.
+            f"SetEnv COPRSSH_STATE_DIR={self.state_dir_of(box)}"
+            + (f" PATH={self.state_dir_of(box)}:/usr/local/bin:/usr/bin:/bin" if self._isolated(box) else ""),
         ]
+        if self._isolated(box):
+            # Only the builder's own account may log in; root never.
+            lines += [f"AllowUsers {accounts.account_name(box.dir)}", "PermitRootLogin no"]
+            lines.remove("PermitRootLogin prohibit-password")
         if self._version() >= PER_SOURCE_PENALTIES_SINCE:
             lines.append("PerSourcePenalties no")
         return "\n".join(lines) + "\n"
@@ -377,44 +406,63 @@ class LocalProvider(Provider):
             pass
         except OSError as exc:
             raise ProviderError(f"cannot remove {box.dir}: {exc}") from exc
+        name = accounts.account_name(box.dir)
+        if accounts.lookup(name) is not None or self._home(box).exists():
+            try:
+                accounts.remove(name, home=self._home(box))
+            except (accounts.AccountError, OSError) as exc:
+                raise ProviderError(f"cannot remove the account of {box.dir.name}: {exc}") from exc
 
     def _stop(self, box: _Sandbox) -> None:
         """Stop the sandbox's sshd and every session it started."""
+        marker = f"COPRSSH_STATE_DIR={self.state_dir_of(box)}"
+        account = accounts.lookup(accounts.account_name(box.dir))
         roots = self._sshd_processes(box)
-        if not roots and not _pids_with_environ(f"COPRSSH_STATE_DIR={box.dir}"):
+        owned = procs.pids_of_uid(account.pw_uid) if account is not None else []
+        if not roots and not owned and not procs.pids_with_environ(marker):
             return
         # Freeze the listeners first so no new connection forks while we collect the process tree:
         # sessions call setsid() and are reparented when the listener dies, so after that they can
         # no longer be told apart from any other process of this account.
         for proc in roots:
-            _signal(proc, signal.SIGSTOP)
-        table = _proc_table()
+            self._signal(proc, signal.SIGSTOP)
+        table = procs.proc_table()
         # Sessions can detach for good (setsid, nohup: the build agent does). Their environment
-        # still carries the COPRSSH_STATE_DIR our sshd set, which names this sandbox.
-        detached = [table[pid] for pid in _pids_with_environ(f"COPRSSH_STATE_DIR={box.dir}") if pid in table]
-        victims = _with_descendants([*roots, *detached], table)
+        # still carries the COPRSSH_STATE_DIR our sshd set, which names this sandbox; on an
+        # isolated builder every process of its account is its own.
+        if account is not None:
+            owned = procs.pids_of_uid(account.pw_uid)
+        detached = [table[pid] for pid in {*procs.pids_with_environ(marker), *owned} if pid in table]
+        victims = procs.with_descendants([*roots, *detached], table)
         for proc in victims:
-            _signal(proc, signal.SIGTERM)
+            self._signal(proc, signal.SIGTERM)
         for proc in roots:
-            _signal(proc, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
-        survivors = _wait_dead(victims, self.stop_timeout)
+            self._signal(proc, signal.SIGCONT)  # a stopped process acts on SIGTERM only once continued
+        survivors = procs.wait_dead(victims, self.stop_timeout)
         for proc in survivors:
-            _signal(proc, signal.SIGKILL)
-        survivors = _wait_dead(survivors, self.stop_timeout)
+            self._signal(proc, signal.SIGKILL)
+        survivors = procs.wait_dead(survivors, self.stop_timeout)
         if survivors:
             pids = ", ".join(str(proc.pid) for proc in survivors)
             raise ProviderError(f"processes of {box.dir.name} survive SIGKILL: {pids}")
 
-    def _sshd_processes(self, box: _Sandbox) -> list[_Proc]:
+    @staticmethod
+    def _signal(proc: procs.Proc, sig: signal.Signals) -> None:
+        try:
+            procs.send_signal(proc, sig)
+        except procs.ProcessError as exc:
+            raise ProviderError(str(exc)) from exc
+
+    def _sshd_processes(self, box: _Sandbox) -> list[procs.Proc]:
         """Live processes whose command line names this sandbox's sshd_config: listeners, pre-auth
         children. Found by scanning /proc rather than trusting the pid file, which is written late
         and may name a reused pid."""
         config = str(box.config)
-        found = []
-        for proc in _proc_table().values():
-            if not proc.dead and config in _cmdline_words(proc.pid):
-                found.append(proc)
-        return found
+        return [
+            proc
+            for proc in procs.proc_table().values()
+            if not proc.dead and config in procs.cmdline_words(proc.pid)
+        ]
 
     def _listener_pid(self, box: _Sandbox) -> int | None:
         """The pid from the pid file, if it is alive and really our sshd (pids get reused)."""
@@ -422,10 +470,39 @@ class LocalProvider(Provider):
             pid = int(box.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        proc = _read_proc(pid)
-        if proc is None or proc.dead or str(box.config) not in _cmdline_words(pid):
+        proc = procs.read_proc(pid)
+        if proc is None or proc.dead or str(box.config) not in procs.cmdline_words(pid):
             return None
         return pid
+
+    # -- Isolation ------------------------------------------------------------------------------------
+
+    def _isolated(self, box: _Sandbox) -> bool:
+        return self.isolate
+
+    def _home(self, box: _Sandbox) -> Path:
+        return self.homes_dir / accounts.account_name(box.dir)
+
+    def state_dir_of(self, box: _Sandbox) -> Path:
+        return self._home(box) if self._isolated(box) else box.dir
+
+    def _make_account(self, box: _Sandbox) -> str:
+        """The builder's own account and home; its users log in as it, never as the service."""
+        name = accounts.account_name(box.dir)
+        accounts.create(name, home=self._home(box), sandbox=box.dir)
+        return name
+
+    def delete_stray_accounts(self) -> list[str]:
+        """Remove accounts made for sandboxes of this root that no longer exist (a crash mid-delete)."""
+        removed = []
+        for name in accounts.strays(self.root_dir):
+            try:
+                accounts.remove(name, home=self.homes_dir / name)
+            except (accounts.AccountError, OSError) as exc:
+                log.warning("cannot remove stray account %s: %s", name, exc)
+                continue
+            removed.append(name)
+        return removed
 
     # -- State ----------------------------------------------------------------------------------------
 
@@ -551,96 +628,3 @@ def _has_ssh_banner(host: str, port: int, *, timeout: float) -> bool:
     except OSError:
         return False
     return data.startswith(b"SSH-2.0-")
-
-
-def _read_proc(pid: int) -> _Proc | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name (2nd field) may contain spaces and parentheses; it ends at the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
-    try:
-        return _Proc(pid=pid, ppid=int(fields[1]), state=fields[0], start_time=int(fields[19]))
-    except (IndexError, ValueError):
-        return None
-
-
-def _proc_table() -> dict[int, _Proc]:
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            proc = _read_proc(int(entry))
-            if proc is not None:
-                table[proc.pid] = proc
-    return table
-
-
-def _cmdline_words(pid: int) -> list[str]:
-    # sshd rewrites its title ("sshd: /usr/sbin/sshd -f CONFIG ... [listener] ..."), which replaces
-    # the NUL-separated argv with one space-separated string; split on both.
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return raw.replace("\0", " ").split()
-
-
-def _pids_with_environ(entry: str) -> list[int]:
-    """Processes whose environment holds exactly `entry` (NAME=value)."""
-    wanted = entry.encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(name))
-    return found
-
-
-def _with_descendants(roots: Iterable[_Proc], table: dict[int, _Proc]) -> list[_Proc]:
-    children: dict[int, list[_Proc]] = {}
-    for proc in table.values():
-        children.setdefault(proc.ppid, []).append(proc)
-    result: dict[int, _Proc] = {}
-    todo = list(roots)
-    while todo:
-        proc = todo.pop()
-        if proc.pid in result:
-            continue
-        result[proc.pid] = proc
-        todo.extend(children.get(proc.pid, []))
-    return list(result.values())
-
-
-def _is_running(proc: _Proc) -> bool:
-    now = _read_proc(proc.pid)
-    return now is not None and now.start_time == proc.start_time and not now.dead
-
-
-def _signal(proc: _Proc, sig: signal.Signals) -> None:
-    # Check the start time just before signalling, so a pid reused since the scan is left alone.
-    if not _is_running(proc):
-        return
-    try:
-        os.kill(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError as exc:
-        raise ProviderError(f"cannot signal process {proc.pid}: {exc}") from exc
-
-
-def _wait_dead(procs: list[_Proc], timeout: float) -> list[_Proc]:
-    """Wait until the processes are gone; return the ones still running at the timeout."""
-    deadline = time.monotonic() + timeout
-    alive = [proc for proc in procs if _is_running(proc)]
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.02)
-        alive = [proc for proc in alive if _is_running(proc)]
-    return alive

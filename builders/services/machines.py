@@ -39,7 +39,15 @@ def provider_for(pool: Pool) -> Provider:
         from builders.providers.local import LocalProvider
 
         root = Path(options.get("root_dir") or Path(settings.COPRSSH_BUILDERS_DIR) / pool.name)
-        return LocalProvider(root, ipv6=bool(options.get("ipv6", False)), name_prefix="coprssh-")
+        isolate = options.get("isolate")
+        return LocalProvider(
+            root,
+            ipv6=bool(options.get("ipv6", False)),
+            name_prefix="coprssh-",
+            # Unset: isolated whenever the service runs as root.
+            isolate=None if isolate is None else bool(isolate),
+            homes_dir=Path(options.get("homes_dir") or settings.COPRSSH_LOCAL_HOMES_DIR),
+        )
     if pool.provider == Pool.Provider.OPENSTACK:
         from builders.providers.openstack import OpenStackProvider
 

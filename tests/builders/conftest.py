@@ -45,6 +45,7 @@ def builders_root(tmp_path: Path) -> Iterator[Path]:
     yield root
     _delete_sandboxes(root)
     _kill_processes_mentioning(root)
+    LocalProvider(root).delete_stray_accounts()
 
 
 @pytest.fixture

@@ -84,7 +84,12 @@ def test_create_starts_sshd_that_serves_the_pinned_key(local_provider, admin_key
 
     assert machine.name == machine.provider_id == "coprssh-builder-7"
     assert (machine.ipv4, machine.ipv6) == ("127.0.0.1", None)
-    assert machine.user == pwd.getpwuid(os.geteuid()).pw_name
+    if local_provider.isolate:
+        account = pwd.getpwnam(machine.user)
+        assert machine.user.startswith("csb-")
+        assert account.pw_uid not in (0, os.geteuid())
+    else:
+        assert machine.user == pwd.getpwuid(os.geteuid()).pw_name
     assert machine.host_key == host_key.public_line
     assert machine.metadata == {"builder_id": "7"}
     assert local_provider.is_alive(machine.provider_id)
@@ -97,10 +102,20 @@ def test_sandbox_is_private_to_its_owner(local_provider, admin_key):
     box = local_provider.root_dir / machine.provider_id
 
     assert stat.S_IMODE(box.stat().st_mode) == 0o700
-    for name in ("ssh_host_ed25519_key", "authorized_keys", "machine.json", "sshd_config"):
+    for name in ("ssh_host_ed25519_key", "machine.json", "sshd_config"):
         assert stat.S_IMODE((box / name).stat().st_mode) == 0o600, name
-    assert (box / "authorized_keys").read_text() == admin_key.public_line + "\n"
-    assert local_provider.authorized_keys_path(machine) == str(box / "authorized_keys")
+    keys = Path(local_provider.authorized_keys_path(machine))
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+    assert keys.read_text() == admin_key.public_line + "\n"
+    if local_provider.isolate:
+        # The keys live in the builder account's own home, which only that account can enter.
+        home = keys.parent
+        assert home == Path(local_provider.state_dir(machine))
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        assert home.stat().st_uid == keys.stat().st_uid == pwd.getpwnam(machine.user).pw_uid
+        assert not home.is_relative_to(local_provider.root_dir)
+    else:
+        assert keys == box / "authorized_keys"
 
 
 @slow
@@ -570,7 +585,7 @@ def test_create_refuses_an_account_that_root_sshd_would_call_locked(tmp_path, ad
     monkeypatch.setattr(local, "SHADOW_PATH", shadow)
 
     with pytest.raises(ProviderError, match="locked account") as excinfo:
-        _create(LocalProvider(tmp_path / "builders"), admin_key)
+        _create(LocalProvider(tmp_path / "builders", isolate=False), admin_key)
     assert excinfo.value.permanent
 
 
@@ -583,3 +598,44 @@ def test_provider_refuses_a_root_that_sshd_config_cannot_spell(root):
 def test_provider_needs_an_absolute_sshd_path(tmp_path):
     with pytest.raises(ValueError, match="absolute"):
         LocalProvider(tmp_path, sshd_path="sshd")
+
+
+@slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="isolation needs the service to run as root")
+def test_root_of_an_isolated_builder_reads_nothing_of_the_service_or_of_other_builders(
+    local_provider, admin_key, tmp_path
+):
+    """Ref: #10 — a local builder's users were the service's own account on the host."""
+    first = _create(local_provider, admin_key, "builder-a")
+    other = _create(local_provider, admin_key, "builder-b")
+    database = tmp_path / "coprssh.sqlite3"
+    database.write_bytes(b"SQLite format 3\0 service data")
+    database.chmod(0o600)
+    secret = os.environ.get("SECRET_KEY", "")
+    assert secret, "the test process carries SECRET_KEY in its environment"
+    probes = {
+        "the service's private key": f"cat {admin_key.path}",
+        "the database file": f"cat {database}",
+        "the service's environment": f"cat /proc/{os.getpid()}/environ",
+        "another builder's home": f"ls -a {local_provider.state_dir(other)}",
+        "another builder's keys": f"cat {local_provider.authorized_keys_path(other)}",
+        "its own sandbox (host key, config)": f"cat {local_provider.root_dir / first.provider_id}/ssh_host_ed25519_key",
+        "the host's shadow file": "cat /etc/shadow",
+    }
+    with ssh.connect(first, key_filename=admin_key.path, timeout=5) as conn:
+        assert ssh.run(conn, "id -u", timeout=10).stdout.strip() not in ("0", str(os.geteuid()))
+        # Its own home is its own.
+        assert ssh.run(conn, "touch ~/mine && echo ok", timeout=10).stdout == "ok\n"
+        for what, command in probes.items():
+            result = ssh.run(conn, command, timeout=10, warn=True)
+            assert result.exited != 0, f"{what} was readable: {result.stdout[:200]!r}"
+            assert secret not in result.stdout
+            assert "service data" not in result.stdout
+
+
+def test_isolation_without_root_is_refused(tmp_path, admin_key, monkeypatch):
+    monkeypatch.setattr(local.os, "geteuid", lambda: 1000)
+    provider = LocalProvider(tmp_path / "builders", isolate=True)
+    with pytest.raises(ProviderError, match="need the service to run as root") as raised:
+        _create(provider, admin_key)
+    assert raised.value.permanent

@@ -59,12 +59,12 @@ def test_deploy_writes_only_service_built_lines_and_the_key_logs_in(active_ssh_l
     assert lines[1].endswith(f"{keys[0].key_type} {keys[0].data} lease-{active_ssh_lease.pk}")
     assert "evil" not in "\n".join(lines)
     assert access.key_fingerprints == [keys[0].fingerprint]
-    assert access.ssh_command == f"ssh -p {builder.port} root@127.0.0.1"
+    assert access.ssh_command == f"ssh -p {builder.port} {builder.login_user}@127.0.0.1"
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{builder.port} {builder.host_key}\n")
     result = subprocess.run(
         ["ssh", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={known}",
-         "-o", "StrictHostKeyChecking=yes", "-i", str(user_key), "-p", str(builder.port), "root@127.0.0.1",
+         "-o", "StrictHostKeyChecking=yes", "-i", str(user_key), "-p", str(builder.port), f"{builder.login_user}@127.0.0.1",
          "test -x \"$COPRSSH_STATE_DIR/copr-builder\" && stat -c %a \"$COPRSSH_STATE_DIR/lease.json\""],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip

@@ -278,6 +278,8 @@ def test_ssh_walk_from_a_failed_check_to_a_released_builder(farm, alice, api, gi
     assert "Permission denied" in refused.stderr
     # The saved key logs in as well.
     assert ssh(saved, view, hosts, "true").returncode == 0
+    # As the panel says, `copr-builder` is on the login's PATH.
+    assert ssh(key, view, hosts, "command -v copr-builder").stdout.strip().endswith("/copr-builder")
 
     shown = copr_builder(key, view, hosts, "show")
     assert shown.returncode == 0, shown.stderr
