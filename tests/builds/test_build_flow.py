@@ -6,6 +6,7 @@ leases, builders provisioned as sshd processes, SSH and SFTP, the agent and rpmb
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -383,3 +384,45 @@ def test_phase_whose_builder_stops_answering_sftp_costs_a_bounded_time_then_fail
     assert bc.state == State.FAILED
     assert "stopped answering" in bc.status_reason
     farm.run(lambda: not farm.tasks, timeout=20)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0, reason="local builders are isolated only when the service runs as root"
+)
+def test_a_spec_cannot_read_the_services_secrets_on_a_local_builder(farm, alice, settings, tmp_path):
+    """Ref: #10 — rpmbuild expands %(…) in a spec: any build could read the admin key, the database
+    and SECRET_KEY when local builders ran as the service's own account."""
+    from django.db import connection
+
+    targets = [str(settings.COPRSSH_ADMIN_KEY_FILE), f"/proc/{os.getpid()}/environ", str(tmp_path)]
+    if connection.vendor == "sqlite":
+        targets.append(str(connection.settings_dict["NAME"]))
+    from builders.admin_key import admin_key
+
+    admin_key()  # the key file exists, so a refusal is about permissions
+    probes = "\n".join(
+        # A folder is read by listing it, a file by reading it.
+        f'if {{ test -d "{path}" && ls "{path}" || cat "{path}"; }} > /dev/null 2>&1; then echo "READABLE {path}";'
+        f' else echo "refused {path}"; fi'
+        for path in targets
+    )
+    spec = tmp_path / "probe.spec"
+    spec.write_text(
+        "Name: probe\nVersion: 1\nRelease: 1\nSummary: probe\nLicense: MIT\nBuildArch: noarch\n"
+        f"%global stolen %(cat {targets[0]} 2>/dev/null | head -c 64 | base64 -w0)\n"
+        "%description\nprobe\n%build\n"
+        f"{probes}\n"
+        'echo "spec-time: [%{stolen}]"\n'
+        "%install\nmkdir -p %{buildroot}\n%files\n"
+    )
+    project = make_project(alice, chroots=[CHROOTS[0]])
+    build = farm.finish(submit_file(project, alice, spec))
+
+    [bc] = _chroots(build)
+    live = read_log(bc.storage_dir, "builder-live.log")
+    assert build.state == State.SUCCEEDED, live
+    for path in targets:
+        assert f"refused {path}" in live
+    assert "READABLE" not in live
+    assert "spec-time: []" in live
+    assert settings.SECRET_KEY not in live
