@@ -5,6 +5,7 @@ The LeaseToken scheme is accepted on these views only; every other endpoint igno
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import authentication, exceptions, serializers
@@ -21,7 +22,7 @@ class LeaseTokenAuthentication(authentication.BaseAuthentication):
 
     keyword = "LeaseToken"
 
-    def authenticate(self, request: Request):  # noqa: ANN201 - DRF's (user, auth) pair or None
+    def authenticate(self, request: Request) -> tuple[User, Lease] | None:
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].decode("latin-1") != self.keyword:
             return None
@@ -40,11 +41,11 @@ class LeaseTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class LeaseTokenScheme(OpenApiAuthenticationExtension):
+class LeaseTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "builders.api.LeaseTokenAuthentication"
     name = "leaseToken"
 
-    def get_security_definition(self, auto_schema):  # noqa: ANN001, ANN201
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
         return {
             "type": "apiKey",
             "in": "header",
@@ -53,7 +54,7 @@ class LeaseTokenScheme(OpenApiAuthenticationExtension):
         }
 
 
-class LeaseOutput(serializers.ModelSerializer):
+class LeaseOutput(serializers.ModelSerializer[Lease]):
     owner = serializers.CharField(source="owner.get_username")
 
     class Meta:
@@ -93,7 +94,7 @@ class LeaseView(_LeaseTokenView):
 class LeaseProlongView(_LeaseTokenView):
     """Add hours to the lease's expiry; 400 past its cap (the message names the latest time)."""
 
-    class ProlongInput(serializers.Serializer):
+    class ProlongInput(serializers.Serializer[dict[str, int]]):
         hours = serializers.IntegerField(min_value=1, max_value=48, default=1)
 
     @extend_schema(request=ProlongInput, responses=LeaseOutput)

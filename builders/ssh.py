@@ -256,7 +256,7 @@ def format_ssh_command(user: str, host: str, port: int = 22) -> str:
     return f"ssh {target}" if port == 22 else f"ssh -p {int(port)} {target}"
 
 
-class _Remote(Remote):
+class _Remote(Remote):  # type: ignore[misc]  # invoke ships no types
     """fabric's runner, except that a command given no stdin reads EOF instead of waiting forever."""
 
     def send_start_message(self, command: str) -> None:
@@ -279,6 +279,6 @@ def _parse_host_key(line: str) -> tuple[str, paramiko.PKey]:
     key_type, blob = fields[0], fields[1]
     try:
         key = paramiko.PKey.from_type_string(key_type, base64.b64decode(blob, validate=True))
-    except (binascii.Error, paramiko.SSHException, paramiko.UnknownKeyType, ValueError) as exc:
+    except (binascii.Error, paramiko.SSHException, paramiko.pkey.UnknownKeyType, ValueError) as exc:
         raise ValueError(f"cannot read pinned host key {key_type}: {exc}") from exc
     return key.get_name(), key

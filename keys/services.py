@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from coprssh.exceptions import NotFoundError, ServiceError
@@ -54,7 +54,7 @@ def _clean_title(title: str, key: PublicKey) -> str:
     return clean_comment(title or key.comment or f"{key.label} key")
 
 
-def add_saved_key(*, user: AbstractBaseUser, title: str, public_key: str) -> SavedKey:
+def add_saved_key(*, user: User, title: str, public_key: str) -> SavedKey:
     """Validate one key and save it on `user`'s profile."""
     try:
         key = parse_single_key(public_key, min_rsa_bits=settings.COPRSSH_MIN_RSA_BITS)
@@ -91,7 +91,7 @@ def _duplicate(key: PublicKey) -> KeyInputError:
     return KeyInputError(f"You have already saved this key ({key.fingerprint}).", field="public_key")
 
 
-def delete_saved_key(*, user: AbstractBaseUser, key_id: int) -> SavedKey:
+def delete_saved_key(*, user: User, key_id: int) -> SavedKey:
     """Delete one of `user`'s saved keys; someone else's key is reported as not found."""
     with transaction.atomic():
         saved = SavedKey.objects.select_for_update().filter(user=user, pk=key_id).first()
@@ -103,7 +103,7 @@ def delete_saved_key(*, user: AbstractBaseUser, key_id: int) -> SavedKey:
 
 
 def remove_saved_keys(
-    *, key_ids: list[int], operator: AbstractBaseUser, remote_addr: str | None = None
+    *, key_ids: list[int], operator: User, remote_addr: str | None = None
 ) -> list[SavedKey]:
     """An operator deletes saved keys of any users; each deletion is logged with who asked.
 
@@ -146,7 +146,7 @@ def _input_error(errors: list[LineError], field: str) -> KeyInputError:
 def resolve_keys(
     *,
     text: str,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
     use_saved_keys: bool = False,
     field: str = "ssh_public_keys",
 ) -> ResolvedKeys:

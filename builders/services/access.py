@@ -15,9 +15,11 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import paramiko
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from fabric import Connection
 
 from builders import ssh
 from builders.admin_key import admin_key
@@ -145,7 +147,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
         host_key=builder.host_key,
         host_key_fingerprint=host_key_fingerprint(builder.host_key),
         key_fingerprints=fingerprints,
-        expires_at=lease.expires_at,
+        expires_at=lease.expires_at or timezone.now(),
         tool=tool,
     )
 
@@ -153,7 +155,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
 LEASE_FILE_CAP = 256 * 1024
 
 
-def _session(machine: Machine):  # noqa: ANN202 - a fabric Connection
+def _session(machine: Machine) -> Connection:
     return ssh.connect(
         machine, key_filename=admin_key().private_path, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT
     )
@@ -163,7 +165,7 @@ def _quote(path: str) -> str:
     return shlex.quote(path)
 
 
-def _put_atomic(sftp, path: str, data: bytes, mode: int) -> None:  # noqa: ANN001 - paramiko SFTPClient
+def _put_atomic(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int) -> None:
     temp = f"{path}.coprssh-{secrets.token_hex(6)}"
     with sftp.open(temp, "wb") as handle:
         handle.chmod(mode)
@@ -227,6 +229,8 @@ def warn_expiring(*, now: datetime | None = None) -> list[int]:
             f"coprssh: this builder is deleted in {minutes} min "
             f"({timezone.localtime(lease.expires_at):%H:%M %Z}). Run `copr-builder prolong` to keep it longer."
         )
+        if lease.builder is None:
+            continue
         try:
             with _session(machine_of(lease.builder)) as conn, ssh.deadline(conn, 30):
                 ssh.run(conn, f"wall {_quote(message)} 2>/dev/null; true", timeout=20)

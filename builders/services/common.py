@@ -10,7 +10,7 @@ from django.db import transaction
 from coprssh.exceptions import ConflictError, ServiceError
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
     from builders.models import Builder, Lease
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class Via:
     """Who asked for a change and from where, for the audit log."""
 
-    user: AbstractBaseUser | None = None
+    user: User | AnonymousUser | None = None
     source: str = "task"  # web, api, cli, builder, admin, tick, task
     remote_addr: str | None = None
 
@@ -52,9 +52,11 @@ def audit(
     detail: str = "",
 ) -> None:
     """Record one event; call inside the transaction of the change it describes."""
+    from django.contrib.auth.models import User
+
     from builders.models import AuditEvent
 
-    user = via.user if via.user is not None and via.user.is_authenticated else None
+    user = via.user if isinstance(via.user, User) else None
     AuditEvent.objects.create(
         action=action,
         actor=user,

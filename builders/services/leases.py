@@ -13,7 +13,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -44,7 +44,7 @@ def pools_for(*, arch: str, pool_id: int | None = None) -> list[Pool]:
 
 def request_lease(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     arch: str,
     sandbox: str = "",
     ssh: bool = False,
@@ -208,7 +208,7 @@ def keep_after_work(*, lease_id: int, finished_at: datetime | None = None) -> Le
     return lease
 
 
-def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: AbstractBaseUser | None = None) -> Lease:
+def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = None) -> Lease:
     """Add `hours` to the lease's expiry; refused past its cap (the message names the latest time)."""
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_PROLONG_HOURS:
         raise ServiceError(f"Hours must be a whole number from 1 to {MAX_PROLONG_HOURS}.", field="hours")
@@ -248,6 +248,8 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: AbstractBaseUse
 
 
 def _prolong_refusal(lease: Lease, hours: int) -> ProlongRefused:
+    assert lease.max_expires_at is not None
+    assert lease.expires_at is not None
     latest = timezone.localtime(lease.max_expires_at)
     room = int((lease.max_expires_at - lease.expires_at).total_seconds() // 60)
     return ProlongRefused(
@@ -262,7 +264,7 @@ def release_lease(
     lease_id: int,
     via: Via,
     reason: str = Lease.EndReason.RELEASED,
-    owner: AbstractBaseUser | None = None,
+    owner: User | None = None,
 ) -> Lease:
     """End a lease now; ending one that has ended changes nothing."""
     with transaction.atomic():
@@ -298,6 +300,7 @@ _EXPIRY_REASONS = {Lease.EndReason.EXPIRED, Lease.EndReason.MAX_LIFETIME}
 def _give_back(lease: Lease, now: datetime) -> None:
     """After its lease, a builder is terminated (SSH or failed work) or returned for reuse."""
     terminate = lease.ssh or lease.end_reason in {Lease.EndReason.FAILED, Lease.EndReason.TERMINATED}
+    assert lease.builder_id is not None
     builders = Builder.objects.filter(pk=lease.builder_id, state=Builder.State.LEASED)
     if terminate or builders.filter(single_use=True).exists():
         if builders.update(state=Builder.State.TERMINATING, state_changed_at=now):

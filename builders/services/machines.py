@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def ensure_capacity() -> list[int]:
     return created
 
 
-def _fill(pool: Pool, waiting: list[tuple[str, int | None, bool, str]]) -> list[int]:
+def _fill(pool: Pool, waiting: Sequence[tuple[str, int | None, bool, str]]) -> list[int]:
     if not pool_health.can_create(pool):
         return []  # paused, or backing off: demand waits and says why
     builders = Builder.objects.filter(pool=pool)

@@ -46,7 +46,8 @@ def backoff_for(failures: int) -> timedelta:
     if failures <= 0:
         return timedelta(0)
     # Past 2**20 the product only overflows; the cap has long been reached by then.
-    return min(first * (2 ** min(failures - 1, 20)), cap)
+    wait: timedelta = min(first * (2 ** min(failures - 1, 20)), cap)
+    return wait
 
 
 def can_create(pool: Pool, *, now: datetime | None = None) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from builders.models import AuditEvent, Lease, QuotaOverride, QuotaPolicy
@@ -26,12 +27,12 @@ class Quota:
     warning_before: timedelta
 
 
-def quota_for(user: AbstractBaseUser) -> Quota:
+def quota_for(user: User) -> Quota:
     """The policy, with the user's override where it sets a value."""
     policy = QuotaPolicy.get()
     override = QuotaOverride.objects.filter(user_id=user.pk).first()
 
-    def pick(name: str):  # noqa: ANN202 - a field of either model
+    def pick(name: str) -> Any:  # a field of either model
         value = getattr(override, name, None) if override is not None else None
         return getattr(policy, name) if value is None else value
 
@@ -43,12 +44,12 @@ def quota_for(user: AbstractBaseUser) -> Quota:
     )
 
 
-def slot_holders(user: AbstractBaseUser) -> list[Lease]:
+def slot_holders(user: User) -> list[Lease]:
     """The user's SSH leases that count against the quota, oldest first."""
     return list(Lease.objects.holding_ssh_slot().filter(owner_id=user.pk).order_by("created_at", "id"))
 
 
-def lock_quota(user: AbstractBaseUser) -> None:
+def lock_quota(user: User) -> None:
     """Serialize quota decisions of one user.
 
     The lock is on the user row, never on the leases being counted: locking those lets a

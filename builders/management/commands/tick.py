@@ -12,6 +12,6 @@ from builders.tasks import tick
 class Command(BaseCommand):
     help = "Run the tick once: expire leases, assign waiting ones, keep pools warm, clean up."
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: object, **options: object) -> None:
         summary = tick()
         self.stdout.write(json.dumps(summary, default=str, indent=2))
