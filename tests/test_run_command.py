@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leaks import Accounts, builder_accounts, processes_of
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120.0
 # The cluster gets COPRSSH_STOP_GRACE (here 10 s) for its tasks, then the builders are stopped.
@@ -45,9 +47,9 @@ def data_dir(tmp_path: Path):
     data = tmp_path / "data"
     yield data
     # Safety net only (the test asserts there is nothing to do): a failed run must not leak either.
-    for pid in _processes_of(data, session=None):
+    for found in processes_of(data, accounts=builder_accounts(data)):
         with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(int(found.split(":")[0]), signal.SIGKILL)
 
 
 def _free_port() -> int:
@@ -81,11 +83,10 @@ def _answers(url: str) -> bool:
 def _builder_sshds(data: Path) -> set[int]:
     """Builder ids of the local builders whose sshd runs (the sandbox is named coprssh-<pool>-<id>)."""
     ids = set()
-    for pid in _processes_of(data, session=None):
-        cmdline = _cmdline(pid)
-        found = re.search(r"/coprssh-local-(\d+)/sshd_config", cmdline)
-        if cmdline.startswith("sshd") and found:
-            ids.add(int(found.group(1)))
+    for found in processes_of(data):
+        sshd = re.search(r"^\d+: sshd.*/coprssh-local-(\d+)/sshd_config", found)
+        if sshd:
+            ids.add(int(sshd.group(1)))
     return ids
 
 
@@ -110,41 +111,17 @@ def _ctrl_c(demo: Demo, *, timeout: float = STOP_TIMEOUT) -> None:
     assert demo.process.returncode == 0, demo.text()
 
 
-def _processes_of(data: Path, *, session: int | None) -> list[int]:
-    """Live processes (zombies aside) that name the data dir in their command line or environment
-    (sshd sessions carry COPRSSH_STATE_DIR=<sandbox>), or that belong to `session`."""
-    needle = str(data).encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if fields[0] in ("Z", "X"):
-            continue
-        in_session = session is not None and session in (int(fields[2]), int(fields[3]))
-        if needle in cmdline or needle in environ or in_session:
-            found.append(int(entry))
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
-
-
-def _assert_nothing_left(demo: Demo) -> None:
+def _assert_nothing_left(demo: Demo, accounts: Accounts) -> None:
+    """No process of the demo is left: none names its data dir, runs as (or names the home of) one of
+    its builders' accounts, or belongs to bin/run's session; no builder account is left either."""
     # What bin/run stopped is gone when it exits; allow the kernel a moment to tear it down.
     deadline = time.monotonic() + 3
-    while (left := _processes_of(demo.data, session=demo.process.pid)) and time.monotonic() < deadline:
+    while (left := processes_of(demo.data, accounts=accounts, session=demo.process.pid)) and (
+        time.monotonic() < deadline
+    ):
         time.sleep(0.1)
-    assert [f"{pid}: {_cmdline(pid)}" for pid in left] == [], demo.text()
+    assert left == [], demo.text()
+    assert builder_accounts(demo.data) == Accounts(frozenset(), frozenset())
 
 
 def _rows(data: Path, query: str) -> list[tuple]:
@@ -198,9 +175,10 @@ def test_ctrl_c_on_bin_run_stops_everything_and_the_next_start_has_fresh_builder
         assert time.monotonic() < deadline, f"lease {lease_id} got no builder:\n{demo.text()}"
         time.sleep(0.5)
 
+    accounts = builder_accounts(data_dir)
     _ctrl_c(demo)
 
-    _assert_nothing_left(demo)
+    _assert_nothing_left(demo, accounts)
     [(state, reason, builder_id)] = _rows(
         data_dir, f"select state, end_reason, builder_id from builders_lease where id = {lease_id}"
     )
@@ -222,9 +200,10 @@ def test_ctrl_c_on_bin_run_stops_everything_and_the_next_start_has_fresh_builder
     fresh = _wait_until_up(again, besides=first | {builder_id})
     assert min(fresh) > max(first | {builder_id})
 
+    accounts = builder_accounts(data_dir)
     _ctrl_c(again)
 
-    _assert_nothing_left(again)
+    _assert_nothing_left(again, accounts)
 
 
 def test_second_ctrl_c_kills_the_servers_at_once_and_still_stops_the_builders(data_dir):
@@ -236,6 +215,7 @@ def test_second_ctrl_c_kills_the_servers_at_once_and_still_stops_the_builders(da
     while "processing" not in demo.text() or "'time.sleep'" not in demo.text():
         assert time.monotonic() < deadline, f"no worker took the task:\n{demo.text()}"
         time.sleep(0.5)
+    accounts = builder_accounts(data_dir)
     os.killpg(demo.process.pid, signal.SIGINT)
     time.sleep(2)
     started = time.monotonic()
@@ -244,7 +224,7 @@ def test_second_ctrl_c_kills_the_servers_at_once_and_still_stops_the_builders(da
     _ctrl_c(demo, timeout=60)
 
     assert time.monotonic() - started < 10, demo.text()
-    _assert_nothing_left(demo)
+    _assert_nothing_left(demo, accounts)
     assert (
         _rows(data_dir, "select id from builders_builder where state not in ('terminated', 'failed')") == []
     )

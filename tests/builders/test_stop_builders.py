@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,6 +16,7 @@ from builders.services import machines
 from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
 from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
 from tests.builders.fakes import FakeProvider
+from tests.leaks import Accounts, builder_accounts, processes_of
 
 pytestmark = pytest.mark.django_db
 
@@ -26,25 +25,6 @@ def _stop(*args: str) -> str:
     out = io.StringIO()
     call_command("stop_builders", *args, stdout=out)
     return out.getvalue()
-
-
-def _live_processes_mentioning(root: Path) -> list[str]:
-    """Processes (zombies aside) whose command line names a path under `root`: sshd and its sessions."""
-    needle = str(root) + "/"
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = (
-                Path(f"/proc/{entry}/cmdline").read_bytes().decode("utf-8", "replace").replace("\0", " ")
-            )
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if needle in cmdline and state not in ("Z", "X"):
-            found.append(f"{entry}: {cmdline}")
-    return found
 
 
 @pytest.mark.slow
@@ -67,11 +47,13 @@ def test_stop_builders_leaves_no_sshd_of_the_local_pool_behind(queued, builders_
         host_key=generate_host_key(),
         admin_public_key=generate_host_key().public_line,
     )
-    assert len(_live_processes_mentioning(builders_root)) >= 3
+    accounts = builder_accounts(builders_root)
+    assert len(processes_of(builders_root, accounts=accounts)) >= 3
 
     out = _stop()
 
-    assert _live_processes_mentioning(builders_root) == []
+    assert processes_of(builders_root, accounts=accounts) == []
+    assert builder_accounts(builders_root) == Accounts(frozenset(), frozenset())
     assert LocalProvider(builders_root).list_owned() == []
     lease.refresh_from_db()
     assert (lease.state, lease.end_reason) == (Lease.State.ENDED, Lease.EndReason.TERMINATED)
