@@ -93,7 +93,9 @@ def remove(name: str, *, home: Path) -> None:
             shutil.rmtree(home, ignore_errors=False)
     if lookup(name) is None:
         return
-    _run([_tool("userdel"), name], what=f"remove user {name}", missing_ok=True)
+    # --force: a process of the account that exited but was never reaped (a zombie whose parent is
+    # an init that does not reap, as in some containers) still counts as "using" it for userdel.
+    _run([_tool("userdel"), "--force", name], what=f"remove user {name}", missing_ok=True)
 
 
 def strays(sandbox_root: Path) -> list[str]:
