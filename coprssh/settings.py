@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "keys",
     "builders",
     "builds",
+    "copr_api",  # after builds: it is built on the builds services
 ]
 
 MIDDLEWARE = [

@@ -29,4 +29,6 @@ urlpatterns = [
     path("", include("builds.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("api_3/", include("copr_api.urls")),
+    path("", include("copr_api.site_urls")),
 ]
