@@ -29,10 +29,9 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import accounts, procs
+from . import accounts, procs, sandbox
 from .base import HostKeyPair, Machine, Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -54,44 +53,6 @@ UNSAFE_PATH_RE = re.compile(r"""[\s"'#%\\]""")
 PER_SOURCE_PENALTIES_SINCE = (9, 8)
 
 SSHD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-
-SHADOW_PATH = Path("/etc/shadow")
-
-PRIVSEP_RE = re.compile(r"Missing privilege separation directory: (/[^\s:]+)")
-
-# What to tell an operator whose machine has no sshd (the local provider cannot work without it).
-SSHD_INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server (Debian, Ubuntu) or dnf install openssh-server (Fedora)"
-
-
-@dataclass(frozen=True)
-class _Sandbox:
-    """The paths of one machine's sandbox directory."""
-
-    dir: Path
-
-    @property
-    def state(self) -> Path:
-        return self.dir / "machine.json"
-
-    @property
-    def host_key(self) -> Path:
-        return self.dir / "ssh_host_ed25519_key"
-
-    @property
-    def authorized_keys(self) -> Path:
-        return self.dir / "authorized_keys"
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "sshd_config"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "sshd.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "sshd.log"
 
 
 class LocalProvider(Provider):
@@ -145,14 +106,14 @@ class LocalProvider(Provider):
         if not name.startswith(self.name_prefix):
             name = self.name_prefix + name
         self._check_name(name)
-        _check_metadata(metadata)
-        admin_line = _check_public_key_line(admin_public_key)
+        sandbox.check_metadata(metadata)
+        admin_line = sandbox.check_public_key_line(admin_public_key)
         if not os.access(self.sshd_path, os.X_OK):
             # Retrying cannot help until someone installs it: the pool pauses on this.
-            raise ProviderError(f"no sshd at {self.sshd_path}; {SSHD_INSTALL_HINT}", permanent=True)
+            raise ProviderError(f"no sshd at {self.sshd_path}; {sandbox.SSHD_INSTALL_HINT}", permanent=True)
         if self.isolate and os.geteuid() != 0:
             raise ProviderError("isolated local builders need the service to run as root", permanent=True)
-        user = _login_user()
+        user = sandbox.login_user()
         if not self.isolate:
             log.warning(
                 "local builder %s logs in as the service's own account %s: its users can read everything"
@@ -160,7 +121,7 @@ class LocalProvider(Provider):
                 name,
                 user,
             )
-        if not self.isolate and _locked_for_sshd(user):
+        if not self.isolate and sandbox.locked_for_sshd(user):
             raise ProviderError(
                 f"sshd without PAM refuses the locked account {user} ('!' in /etc/shadow);"
                 f" give it a '*' password field (usermod -p '*' {user}) to allow key logins",
@@ -177,16 +138,16 @@ class LocalProvider(Provider):
             raise ProviderError(f"cannot create sandbox {box.dir}: {exc}") from exc
         try:
             os.chmod(box.dir, 0o700)  # mkdir's mode is filtered by the umask
-            _write_private(box.host_key, host_key.private_pem)
-            _write_private(box.log, "")
+            sandbox.write_private(box.host_key, host_key.private_pem)
+            sandbox.write_private(box.log, "")
             if self.isolate:
                 user = self._make_account(box)
                 home = self._home(box)
-                _write_private(home / "authorized_keys", admin_line + "\n")
+                sandbox.write_private(home / "authorized_keys", admin_line + "\n")
                 account = pwd.getpwnam(user)
                 os.chown(home / "authorized_keys", account.pw_uid, account.pw_gid)
             else:
-                _write_private(box.authorized_keys, admin_line + "\n")
+                sandbox.write_private(box.authorized_keys, admin_line + "\n")
             for _ in range(self.start_attempts):
                 port = self._pick_port()
                 machine = Machine(
@@ -200,7 +161,7 @@ class LocalProvider(Provider):
                     metadata=dict(metadata),
                 )
                 self._write_state(box, machine)
-                _write_private(box.config, self._sshd_config(box, port))
+                sandbox.write_private(box.config, self._sshd_config(box, port))
                 if self._start(box, port):
                     return machine
                 # Someone took the port between our probe and sshd's bind: try another one.
@@ -238,7 +199,7 @@ class LocalProvider(Provider):
                 continue
             if entry.is_symlink() or not entry.is_dir():
                 continue
-            machine = self._read_state(_Sandbox(entry))
+            machine = self._read_state(sandbox.Sandbox(entry))
             if machine is not None:
                 machines.append(machine)
         return machines
@@ -250,7 +211,7 @@ class LocalProvider(Provider):
         machine = self._read_state(box)
         if machine is None or self._listener_pid(box) is None:
             return False
-        return _has_ssh_banner(self.address, machine.port, timeout=2.0)
+        return sandbox.has_ssh_banner(self.address, machine.port, timeout=2.0)
 
     def authorized_keys_path(self, machine: Machine) -> str:
         """In the account's home when isolated; else in the sandbox (all machines share one account)."""
@@ -268,82 +229,47 @@ class LocalProvider(Provider):
 
     # -- Starting sshd ------------------------------------------------------------------------------
 
-    def _sshd_config(self, box: _Sandbox, port: int) -> str:
-        lines = [
-            "# Written by coprssh's local provider. sshd reads only this file (-f), not /etc/ssh.",
-            f"ListenAddress {self.address}",
-            f"Port {port}",
-            f"HostKey {box.host_key}",
-            f"PidFile {box.pid_file}",
-            f"AuthorizedKeysFile {self._home(box) / 'authorized_keys'}"
-            if self._isolated(box)
-            else f"AuthorizedKeysFile {box.authorized_keys}",
-            "AuthorizedPrincipalsFile none",
-            "AuthenticationMethods publickey",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "HostbasedAuthentication no",
-            # PAM would bring the host's login policy (and its need for root) into a sandbox.
-            "UsePAM no",
-            "PermitRootLogin prohibit-password",
-            # StrictModes checks every parent directory of authorized_keys up to '/', and refuses
-            # world-writable ones such as /tmp, where test roots live. We make the sandbox 0700 and
-            # its files 0600 ourselves.
-            "StrictModes no",
-            "PermitUserEnvironment no",
-            "X11Forwarding no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            "UseDNS no",
-            "LoginGraceTime 60",
-            # VERBOSE logs the fingerprint of each key that logs in: the audit trail of a sandbox.
-            "LogLevel VERBOSE",
-            # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
-            "Subsystem sftp internal-sftp",
-            # Where the service puts this builder's lease file and copr-builder (all local machines
-            # share one account, so /etc/coprssh would be shared too).
-            # copr-builder lives in the state dir too: on PATH, as the build page says.
-            f"SetEnv COPRSSH_STATE_DIR={self.state_dir_of(box)}"
-            + (f" PATH={self.state_dir_of(box)}:/usr/local/bin:/usr/bin:/bin" if self._isolated(box) else ""),
-        ]
-        if self._isolated(box):
-            # Only the builder's own account may log in; root never.
-            lines += [f"AllowUsers {accounts.account_name(box.dir)}", "PermitRootLogin no"]
-            lines.remove("PermitRootLogin prohibit-password")
-        if self._version() >= PER_SOURCE_PENALTIES_SINCE:
-            lines.append("PerSourcePenalties no")
-        return "\n".join(lines) + "\n"
+    def _sshd_config(self, box: sandbox.Sandbox, port: int) -> str:
+        return sandbox.sshd_config(
+            box,
+            address=self.address,
+            port=port,
+            state_dir=self.state_dir_of(box),
+            account=accounts.account_name(box.dir) if self._isolated(box) else None,
+            penalties_option=self._version() >= PER_SOURCE_PENALTIES_SINCE,
+        )
 
-    def _start(self, box: _Sandbox, port: int) -> bool:
+    def _start(self, box: sandbox.Sandbox, port: int) -> bool:
         """Start sshd and wait until it answers; False when its port was taken meanwhile."""
         box.pid_file.unlink(missing_ok=True)
-        _write_private(box.log, "")  # a fresh log per attempt, so we only read this attempt's errors
+        sandbox.write_private(box.log, "")  # a fresh log per attempt, so we only read this attempt's errors
         # Daemon mode (no -D): sshd detaches from us, so it outlives the service process and is
         # never our zombie. -E keeps its log in the sandbox instead of syslog.
         command = [self.sshd_path, "-f", str(box.config), "-E", str(box.log)]
         launch = self._launch(command)
         if launch.returncode != 0:
             # With -E sshd writes its fatal errors to the log file, not to stderr: read both.
-            missing = PRIVSEP_RE.search(launch.stderr + "\n" + _tail(box.log))
+            missing = sandbox.PRIVSEP_RE.search(launch.stderr + "\n" + sandbox.tail(box.log))
             if missing and os.geteuid() == 0:
                 # As root, sshd needs its privsep directory (/run/sshd on Debian); it lives on a
                 # tmpfs that the distribution's unit file creates when the system sshd starts, so a
                 # machine that never ran the system sshd has none.
-                _make_privsep_dir(Path(missing.group(1)))
-                _write_private(box.log, "")
+                sandbox.make_privsep_dir(Path(missing.group(1)))
+                sandbox.write_private(box.log, "")
                 launch = self._launch(command)
         if launch.returncode != 0:
-            detail = launch.stderr.strip() or _tail(box.log) or "no message"
+            detail = launch.stderr.strip() or sandbox.tail(box.log) or "no message"
             raise ProviderError(f"sshd did not start (exit {launch.returncode}): {detail}")
 
         # The daemon binds its port and writes the pid file only after it has detached, so a
         # failed bind shows up in its log, not in the launcher's exit code.
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
-            if self._listener_pid(box) is not None and _has_ssh_banner(self.address, port, timeout=1.0):
+            if self._listener_pid(box) is not None and sandbox.has_ssh_banner(
+                self.address, port, timeout=1.0
+            ):
                 return True
-            log = _tail(box.log)
+            log = sandbox.tail(box.log)
             if "Address already in use" in log or "Cannot bind any address" in log:
                 return False
             # Until it writes its pid file the daemon is known only by its command line.
@@ -353,7 +279,7 @@ class LocalProvider(Provider):
                 time.sleep(0.2)
                 if box.pid_file.exists() or self._sshd_processes(box):
                     continue
-                log = _tail(box.log)
+                log = sandbox.tail(box.log)
                 if "Address already in use" in log or "Cannot bind any address" in log:
                     return False
                 raise ProviderError(f"sshd exited during start: {log or 'no log'}")
@@ -395,7 +321,7 @@ class LocalProvider(Provider):
 
     # -- Stopping sshd ------------------------------------------------------------------------------
 
-    def _destroy(self, box: _Sandbox) -> None:
+    def _destroy(self, box: sandbox.Sandbox) -> None:
         self._stop(box)
         try:
             if box.dir.is_symlink():
@@ -413,7 +339,7 @@ class LocalProvider(Provider):
             except (accounts.AccountError, OSError) as exc:
                 raise ProviderError(f"cannot remove the account of {box.dir.name}: {exc}") from exc
 
-    def _stop(self, box: _Sandbox) -> None:
+    def _stop(self, box: sandbox.Sandbox) -> None:
         """Stop the sandbox's sshd and every session it started."""
         marker = f"COPRSSH_STATE_DIR={self.state_dir_of(box)}"
         account = accounts.lookup(accounts.account_name(box.dir))
@@ -453,7 +379,7 @@ class LocalProvider(Provider):
         except procs.ProcessError as exc:
             raise ProviderError(str(exc)) from exc
 
-    def _sshd_processes(self, box: _Sandbox) -> list[procs.Proc]:
+    def _sshd_processes(self, box: sandbox.Sandbox) -> list[procs.Proc]:
         """Live processes whose command line names this sandbox's sshd_config: listeners, pre-auth
         children. Found by scanning /proc rather than trusting the pid file, which is written late
         and may name a reused pid."""
@@ -464,7 +390,7 @@ class LocalProvider(Provider):
             if not proc.dead and config in procs.cmdline_words(proc.pid)
         ]
 
-    def _listener_pid(self, box: _Sandbox) -> int | None:
+    def _listener_pid(self, box: sandbox.Sandbox) -> int | None:
         """The pid from the pid file, if it is alive and really our sshd (pids get reused)."""
         try:
             pid = int(box.pid_file.read_text().strip())
@@ -477,16 +403,16 @@ class LocalProvider(Provider):
 
     # -- Isolation ------------------------------------------------------------------------------------
 
-    def _isolated(self, box: _Sandbox) -> bool:
+    def _isolated(self, box: sandbox.Sandbox) -> bool:
         return self.isolate
 
-    def _home(self, box: _Sandbox) -> Path:
+    def _home(self, box: sandbox.Sandbox) -> Path:
         return self.homes_dir / accounts.account_name(box.dir)
 
-    def state_dir_of(self, box: _Sandbox) -> Path:
+    def state_dir_of(self, box: sandbox.Sandbox) -> Path:
         return self._home(box) if self._isolated(box) else box.dir
 
-    def _make_account(self, box: _Sandbox) -> str:
+    def _make_account(self, box: sandbox.Sandbox) -> str:
         """The builder's own account and home; its users log in as it, never as the service."""
         name = accounts.account_name(box.dir)
         accounts.create(name, home=self._home(box), sandbox=box.dir)
@@ -506,14 +432,14 @@ class LocalProvider(Provider):
 
     # -- State ----------------------------------------------------------------------------------------
 
-    def _sandbox(self, name: str) -> _Sandbox:
-        return _Sandbox(self.root_dir / name)
+    def _sandbox(self, name: str) -> sandbox.Sandbox:
+        return sandbox.Sandbox(self.root_dir / name)
 
     def _check_name(self, name: str) -> None:
         if not NAME_RE.fullmatch(name) or not name.startswith(self.name_prefix):
             raise ProviderError(f"not a local machine name: {name!r}", permanent=True)
 
-    def _write_state(self, box: _Sandbox, machine: Machine) -> None:
+    def _write_state(self, box: sandbox.Sandbox, machine: Machine) -> None:
         state = {
             "marker": STATE_MARKER,
             "name": machine.name,
@@ -525,10 +451,10 @@ class LocalProvider(Provider):
             "metadata": machine.metadata,
         }
         tmp = box.state.with_suffix(".tmp")
-        _write_private(tmp, json.dumps(state, indent=2) + "\n")
+        sandbox.write_private(tmp, json.dumps(state, indent=2) + "\n")
         os.replace(tmp, box.state)  # readers never see half a file
 
-    def _read_state(self, box: _Sandbox) -> Machine | None:
+    def _read_state(self, box: sandbox.Sandbox) -> Machine | None:
         try:
             state = json.loads(box.state.read_text())
             if state.get("marker") != STATE_MARKER or state.get("name") != box.dir.name:
@@ -545,86 +471,3 @@ class LocalProvider(Provider):
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-
-
-# -- Helpers ---------------------------------------------------------------------------------------
-
-
-def _login_user() -> str:
-    # The account sshd runs as is the only one it can log in without root. Ask the kernel rather
-    # than getpass.getuser(), which believes $USER/$LOGNAME.
-    return pwd.getpwuid(os.geteuid()).pw_name
-
-
-def _locked_for_sshd(user: str) -> bool:
-    """Whether a root sshd with UsePAM no would refuse `user` even with a valid key.
-
-    Such an sshd reads /etc/shadow and treats a password field starting with '!' as a locked
-    account. An sshd running as another user cannot read the file and lets the account in.
-    """
-    if os.geteuid() != 0:
-        return False
-    try:
-        lines = SHADOW_PATH.read_text().splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        fields = line.split(":")
-        if len(fields) > 1 and fields[0] == user:
-            return fields[1].startswith("!")
-    return False
-
-
-def _check_metadata(metadata: dict[str, str]) -> None:
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ProviderError(f"metadata must map str to str: {key!r}={value!r}", permanent=True)
-
-
-def _check_public_key_line(line: str) -> str:
-    line = line.strip()
-    # One line only: anything after a newline would be a second authorized key.
-    if not line or "\n" in line or "\r" in line or len(line.split()) < 2:
-        raise ProviderError("admin_public_key must be one OpenSSH public key line", permanent=True)
-    return line
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read; never through a symlink."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
-        f.write(text)
-
-
-def _make_privsep_dir(path: Path) -> None:
-    try:
-        path.mkdir(mode=0o755, parents=True, exist_ok=True)
-        os.chmod(path, 0o755)  # sshd refuses a group- or world-writable privsep directory
-    except OSError as exc:
-        raise ProviderError(f"cannot create sshd's privilege separation directory {path}: {exc}") from exc
-
-
-def _tail(path: Path, size: int = 4000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read().decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def _has_ssh_banner(host: str, port: int, *, timeout: float) -> bool:
-    """Whether an SSH server greets us on host:port (the readiness test for a machine)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            data = b""
-            while b"\n" not in data and len(data) < 255:
-                chunk = sock.recv(255)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return False
-    return data.startswith(b"SSH-2.0-")

@@ -18,7 +18,7 @@ import paramiko
 import pytest
 
 from builders import ssh
-from builders.providers import HostKeyPair, Machine, ProviderError, generate_host_key, local
+from builders.providers import HostKeyPair, Machine, ProviderError, generate_host_key, local, sandbox
 from builders.providers.local import LocalProvider
 
 if TYPE_CHECKING:
@@ -582,7 +582,7 @@ def test_create_refuses_an_account_that_root_sshd_would_call_locked(tmp_path, ad
     user = pwd.getpwuid(os.geteuid()).pw_name
     shadow = tmp_path / "shadow"
     shadow.write_text(f"daemon:*:1::::::\n{user}:!:20000:0:99999:7:::\n")
-    monkeypatch.setattr(local, "SHADOW_PATH", shadow)
+    monkeypatch.setattr(sandbox, "SHADOW_PATH", shadow)
 
     with pytest.raises(ProviderError, match="locked account") as excinfo:
         _create(LocalProvider(tmp_path / "builders", isolate=False), admin_key)

@@ -1,0 +1,182 @@
+"""The files of a local builder's sandbox, and the small host-side helpers its sshd needs.
+
+Plain Python, no Django: the local provider (builders/providers/local.py) is built on these.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import ProviderError
+
+SHADOW_PATH = Path("/etc/shadow")
+
+PRIVSEP_RE = re.compile(r"Missing privilege separation directory: (/[^\s:]+)")
+
+# What to tell an operator whose machine has no sshd (the local provider cannot work without it).
+SSHD_INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server (Debian, Ubuntu) or dnf install openssh-server (Fedora)"
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """The paths of one machine's sandbox directory."""
+
+    dir: Path
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "machine.json"
+
+    @property
+    def host_key(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.dir / "authorized_keys"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "sshd_config"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "sshd.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "sshd.log"
+
+
+def login_user() -> str:
+    # The account sshd runs as is the only one it can log in without root. Ask the kernel rather
+    # than getpass.getuser(), which believes $USER/$LOGNAME.
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def locked_for_sshd(user: str) -> bool:
+    """Whether a root sshd with UsePAM no would refuse `user` even with a valid key.
+
+    Such an sshd reads /etc/shadow and treats a password field starting with '!' as a locked
+    account. An sshd running as another user cannot read the file and lets the account in.
+    """
+    if os.geteuid() != 0:
+        return False
+    try:
+        lines = SHADOW_PATH.read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 1 and fields[0] == user:
+            return fields[1].startswith("!")
+    return False
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ProviderError(f"metadata must map str to str: {key!r}={value!r}", permanent=True)
+
+
+def check_public_key_line(line: str) -> str:
+    line = line.strip()
+    # One line only: anything after a newline would be a second authorized key.
+    if not line or "\n" in line or "\r" in line or len(line.split()) < 2:
+        raise ProviderError("admin_public_key must be one OpenSSH public key line", permanent=True)
+    return line
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read; never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to an existing file
+        f.write(text)
+
+
+def make_privsep_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o755, parents=True, exist_ok=True)
+        os.chmod(path, 0o755)  # sshd refuses a group- or world-writable privsep directory
+    except OSError as exc:
+        raise ProviderError(f"cannot create sshd's privilege separation directory {path}: {exc}") from exc
+
+
+def tail(path: Path, size: int = 4000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
+
+
+def has_ssh_banner(host: str, port: int, *, timeout: float) -> bool:
+    """Whether an SSH server greets us on host:port (the readiness test for a machine)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            data = b""
+            while b"\n" not in data and len(data) < 255:
+                chunk = sock.recv(255)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return False
+    return data.startswith(b"SSH-2.0-")
+
+
+def sshd_config(
+    box: Sandbox, *, address: str, port: int, state_dir: Path, account: str | None, penalties_option: bool
+) -> str:
+    """The only configuration the sandbox's sshd reads; `account` set: an isolated builder's."""
+    keys = state_dir / "authorized_keys" if account else box.authorized_keys
+    lines = [
+        "# Written by coprssh's local provider. sshd reads only this file (-f), not /etc/ssh.",
+        f"ListenAddress {address}",
+        f"Port {port}",
+        f"HostKey {box.host_key}",
+        f"PidFile {box.pid_file}",
+        f"AuthorizedKeysFile {keys}",
+        "AuthorizedPrincipalsFile none",
+        "AuthenticationMethods publickey",
+        "PubkeyAuthentication yes",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "HostbasedAuthentication no",
+        # PAM would bring the host's login policy (and its need for root) into a sandbox.
+        "UsePAM no",
+        # Only an isolated builder's own account may log in, root never; without isolation the
+        # service's account (root, when the service is) must.
+        "PermitRootLogin no" if account else "PermitRootLogin prohibit-password",
+        # StrictModes checks every parent directory of authorized_keys up to '/', and refuses
+        # world-writable ones such as /tmp, where test roots live. We make the sandbox 0700 and
+        # its files 0600 ourselves.
+        "StrictModes no",
+        "PermitUserEnvironment no",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "PrintLastLog no",
+        "UseDNS no",
+        "LoginGraceTime 60",
+        # VERBOSE logs the fingerprint of each key that logs in: the audit trail of a sandbox.
+        "LogLevel VERBOSE",
+        # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
+        "Subsystem sftp internal-sftp",
+        # Where the service puts this builder's lease file and copr-builder (local machines share
+        # a host, so /etc/coprssh would be shared too); copr-builder is on an isolated login's PATH.
+        f"SetEnv COPRSSH_STATE_DIR={state_dir}"
+        + (f" PATH={state_dir}:/usr/local/bin:/usr/bin:/bin" if account else ""),
+    ]
+    if account:
+        lines.append(f"AllowUsers {account}")
+    if penalties_option:
+        lines.append("PerSourcePenalties no")
+    return "\n".join(lines) + "\n"
