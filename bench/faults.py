@@ -283,7 +283,7 @@ class Findings:
         )
 
 
-def survey(data_dir: Path, cluster_pgids: set[int]) -> Findings:
+def survey(data_dir: Path, homes_dir: Path, cluster_pgids: set[int]) -> Findings:
     """Orphans, stuck rows, leaked processes and lost data, as the database and /proc show them now."""
     from django.db.models import Q
     from django.utils import timezone
@@ -319,8 +319,9 @@ def survey(data_dir: Path, cluster_pgids: set[int]) -> Findings:
         listed = {machine.provider_id for machine in machines}
         with contextlib.suppress(OSError):
             for entry in provider.root_dir.iterdir():
+                # A half-made machine that list_owned() cannot see is never deleted by anyone.
                 if entry.name not in listed and not mine.filter(provider_id=entry.name).exists():
-                    found.notes.append(f"pool {pool.name}: stray sandbox dir {entry.name} (no machine.json)")
+                    found.orphans.add(("orphan", pool.name, entry.name, "sandbox dir without machine.json"))
 
     # Rows stuck in a transition: nothing is in flight once the system has settled.
     for builder in Builder.objects.filter(
@@ -358,13 +359,19 @@ def survey(data_dir: Path, cluster_pgids: set[int]) -> Findings:
         if srpm is not None and srpm.state in FINAL_STATES and all(s in FINAL_STATES for s in chroots):
             found.stuck.add(("stuck", "build", str(build.pk), f"{build.state} with every phase ended"))
 
-    # Processes of sandboxes that no live builder has (sshd, sessions, build agents).
-    live = {
-        (provider_root, name)
-        for provider_root, pool in roots.items()
-        for name in alive.filter(pool=pool).exclude(provider_id="").values_list("provider_id", flat=True)
-    }
-    mark = str(data_dir)
+    # Processes of sandboxes that no live builder has (sshd, sessions, build agents), and the
+    # unprivileged accounts of isolated local builders whose machine is gone.
+    live: set[str] = set()
+    for provider_root, pool in roots.items():
+        for name in alive.filter(pool=pool).exclude(provider_id="").values_list("provider_id", flat=True):
+            live.add(name)
+            live.add(account_name(provider_root / name))
+    ours = our_accounts(data_dir)
+    for name, sandbox in ours.items():
+        if sandbox.name not in live:
+            found.leaked.add(("leaked", "account", name, sandbox.name))
+    uids = {pwd_uid(name): name for name in ours}
+    marks = [str(data_dir), str(homes_dir)]
     me = os.getpid()
     for pid in pids():
         if pid == me or pgid_of(pid) in cluster_pgids:
@@ -373,13 +380,15 @@ def survey(data_dir: Path, cluster_pgids: set[int]) -> Findings:
         if info is None:
             continue
         _state, cmdline, environ = info
-        if mark not in cmdline and not any(mark in value for value in environ.values()):
+        owner = uids.get(proc_uid(pid))
+        texts = [cmdline, *environ.values()]
+        if owner is None and not any(mark in text for mark in marks for text in texts):
             continue
-        sandbox = _sandbox_of(cmdline, environ, roots)
-        if sandbox is None:
+        key = owner or _sandbox_of(cmdline, environ, [*roots, homes_dir])
+        if key is None:
             found.leaked.add(("leaked", str(pid), cmdline[:80].strip() or "?", "no sandbox"))
-        elif sandbox not in live:
-            found.leaked.add(("leaked", str(pid), cmdline[:80].strip() or "?", sandbox[1]))
+        elif key not in live:
+            found.leaked.add(("leaked", str(pid), cmdline[:80].strip() or "?", key))
 
     # Builds that ended without what they should have kept.
     for model, kind in ((SrpmPhase, "srpm"), (BuildChroot, "rpm")):
@@ -403,7 +412,8 @@ def survey(data_dir: Path, cluster_pgids: set[int]) -> Findings:
     return found
 
 
-def _sandbox_of(cmdline: str, environ: dict[str, str], roots: dict[Path, Any]) -> tuple[Path, str] | None:
+def _sandbox_of(cmdline: str, environ: dict[str, str], roots: list[Path]) -> str | None:
+    """The machine (or account) name a process belongs to, from its command line or state dir."""
     state_dir = environ.get("COPRSSH_STATE_DIR", "")
     for root in roots:
         prefix = str(root) + "/"
@@ -412,8 +422,50 @@ def _sandbox_of(cmdline: str, environ: dict[str, str], roots: dict[Path, Any]) -
             if at >= 0:
                 name = re.split(r"[/\s]", text[at + len(prefix) :], maxsplit=1)[0]
                 if name:
-                    return root, name
+                    return name
     return None
+
+
+# Isolated local builders (the service as root) log in as an account of their own, named after the
+# sandbox and described as "coprssh local builder <sandbox>".
+ACCOUNT_PREFIX = "csb-"
+ACCOUNT_COMMENT = "coprssh local builder "
+
+
+def account_name(sandbox: Path) -> str:
+    try:
+        from builders.providers import accounts
+    except ImportError:  # a provider without isolation
+        return ""
+    return accounts.account_name(sandbox)
+
+
+def our_accounts(data_dir: Path) -> dict[str, Path]:
+    """Accounts made for sandboxes under the data dir: name -> sandbox."""
+    import pwd
+
+    prefix = f"{ACCOUNT_COMMENT}{data_dir}/"
+    return {
+        entry.pw_name: Path(entry.pw_gecos[len(ACCOUNT_COMMENT) :])
+        for entry in pwd.getpwall()
+        if entry.pw_name.startswith(ACCOUNT_PREFIX) and entry.pw_gecos.startswith(prefix)
+    }
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return -1
+
+
+def proc_uid(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return -1
 
 
 # --- the bench ---------------------------------------------------------------------------------
@@ -433,8 +485,9 @@ class Row:
 class Bench:
     """The scratch world: data dir, database, pools, a user and a project, the cluster, the ticks."""
 
-    def __init__(self, data_dir: Path, *, settle: float) -> None:
+    def __init__(self, data_dir: Path, homes_dir: Path, *, settle: float) -> None:
         self.data_dir = data_dir
+        self.homes_dir = homes_dir
         self.settle = settle
         self.cluster = Cluster(data_dir)
         self.ticks = 0
@@ -610,7 +663,7 @@ class Bench:
         self.record(row)
 
     def findings(self) -> Findings:
-        return survey(self.data_dir, {pgid for pgid in [self.cluster.pgid] if pgid})
+        return survey(self.data_dir, self.homes_dir, {pgid for pgid in [self.cluster.pgid] if pgid})
 
     def record(self, row: Row) -> None:
         found = self.wait_value(self.findings)
@@ -691,11 +744,14 @@ class Bench:
                     with contextlib.suppress(Exception):
                         provider.delete(machine.provider_id)
         reset_db()
-        kill_everything_under(self.data_dir)
+        kill_everything_under(self.data_dir, self.homes_dir)
 
 
-def kill_everything_under(data_dir: Path) -> int:
-    mark = str(data_dir)
+def kill_everything_under(data_dir: Path, homes_dir: Path) -> int:
+    """SIGKILL every process that names either scratch dir or runs as one of our accounts; remove those."""
+    marks = [str(data_dir), str(homes_dir)]
+    accounts = our_accounts(data_dir)
+    uids = {pwd_uid(name) for name in accounts} - {-1}
     killed = 0
     for _ in range(3):
         victims = []
@@ -703,7 +759,8 @@ def kill_everything_under(data_dir: Path) -> int:
             if pid == os.getpid():
                 continue
             info = read_proc(pid)
-            if info is not None and (mark in info[1] or any(mark in v for v in info[2].values())):
+            texts = [info[1], *info[2].values()] if info is not None else []
+            if info is not None and (proc_uid(pid) in uids or any(m in t for m in marks for t in texts)):
                 victims.append(pid)
         if not victims:
             break
@@ -712,6 +769,8 @@ def kill_everything_under(data_dir: Path) -> int:
                 os.kill(pid, signal.SIGKILL)
                 killed += 1
         time.sleep(0.3)
+    for name in accounts:
+        subprocess.run(["userdel", name], capture_output=True, timeout=30, check=False)
     return killed
 
 
@@ -1231,6 +1290,9 @@ def main() -> int:
     names = args.only or [name for name, _ in FAULTS]
     database_url = args.database_url or f"{SERVER_URL}coprssh_faults_{os.getpid()}"
     data_dir = Path(tempfile.mkdtemp(prefix="coprssh-faults-")).resolve()
+    # Isolated builders' accounts must reach their homes: not below the private (0700) data dir.
+    homes_dir = Path(tempfile.mkdtemp(prefix="coprssh-faults-homes-")).resolve()
+    homes_dir.chmod(0o755)
 
     def interrupted(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -1242,6 +1304,7 @@ def main() -> int:
         {
             "DATABASE_URL": database_url,
             "COPRSSH_DATA_DIR": str(data_dir),
+            "COPRSSH_LOCAL_HOMES_DIR": str(homes_dir),
             "DJANGO_SETTINGS_MODULE": "coprssh.settings",
             "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         }
@@ -1268,12 +1331,12 @@ def main() -> int:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        bench = Bench(data_dir, settle=args.settle)
+        bench = Bench(data_dir, homes_dir, settle=args.settle)
         bench.database_url = database_url  # type: ignore[attr-defined]
         print("faults: setting up (warm pool, a first build that fails its %check)…", file=sys.stderr)
         bench.setup()
         rows = run_faults(bench, names)
-        end = Row(number=0, name="(end of run)", saw="everything still wrong at the end, whichever row")
+        end = Row(number=0, name="(end of run)", saw="all that is still wrong at the end, new or not")
         bench.wait(lambda: False, timeout=2 * TICK_SECONDS, what="last ticks", required=False)
         end.found = bench.wait_value(bench.findings)
         end.settled = f"total {time.monotonic() - t_start:.0f} s"
@@ -1286,14 +1349,21 @@ def main() -> int:
         if bench is not None:
             bench.cleanup()
         else:
-            kill_everything_under(data_dir)
+            kill_everything_under(data_dir, homes_dir)
         if created:
             reset_db()
             try:
                 drop_database(database_url)
             except Exception as exc:
                 print(f"faults: could not drop the database: {exc}", file=sys.stderr)
+        logs = Path(tempfile.gettempdir()) / f"coprssh-faults-{os.getpid()}-logs"
+        for path in data_dir.glob("qcluster-*.log"):
+            logs.mkdir(exist_ok=True)
+            shutil.copy(path, logs / path.name)
         shutil.rmtree(data_dir, ignore_errors=True)
+        shutil.rmtree(homes_dir, ignore_errors=True)
+    if logs.is_dir():
+        print(f"faults: the clusters' logs are kept in {logs}", file=sys.stderr)
     if rows:
         print()
         print("\n".join(table(rows, end)))
