@@ -241,6 +241,31 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
 }
 
+# --- rate and size limits (coprssh/limits.py; counters in CACHES, shared with REDIS_URL) ---
+# API requests per minute (or /s, /hour, /day): anonymous per client address, signed-in per
+# user; an empty value turns a limit off. Answers past it are 429 with Retry-After.
+COPRSSH_API_RATE_ANON = env_str("COPRSSH_API_RATE_ANON", "120/min")
+COPRSSH_API_RATE_USER = env_str("COPRSSH_API_RATE_USER", "600/min")
+# /api/v1/keys/check/ per user, and the GitHub/FAS names not yet cached it looks up per user.
+COPRSSH_API_RATE_KEYS_CHECK = env_str("COPRSSH_API_RATE_KEYS_CHECK", "60/min")
+COPRSSH_API_RATE_KEY_REFERENCES = env_str("COPRSSH_API_RATE_KEY_REFERENCES", "30/hour")
+_PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+for _name in ("ANON", "USER", "KEYS_CHECK", "KEY_REFERENCES"):
+    _count, _, _period = globals()[f"COPRSSH_API_RATE_{_name}"].partition("/")
+    if (_count or _period) and not (_count.isdigit() and _period in _PERIODS):
+        raise ImproperlyConfigured(f"COPRSSH_API_RATE_{_name} must look like 600/min, or be empty")
+# Failed logins per user name and per client address before the login refuses them for the window.
+COPRSSH_LOGIN_FAILURES = env_int("COPRSSH_LOGIN_FAILURES", 10, minimum=1)
+COPRSSH_LOGIN_WINDOW = env_int("COPRSSH_LOGIN_WINDOW", 15 * 60, minimum=1)
+# Reverse proxies in front of the service that each append to X-Forwarded-For; 0 trusts no
+# such header and counts clients by the connection's address.
+COPRSSH_TRUSTED_PROXIES = env_int("COPRSSH_TRUSTED_PROXIES", 0, minimum=0, maximum=10)
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["coprssh.limits.AnonThrottle", "coprssh.limits.UserThrottle"]
+REST_FRAMEWORK["NUM_PROXIES"] = COPRSSH_TRUSTED_PROXIES
+AUTHENTICATION_BACKENDS = ["coprssh.limits.LoginLimitBackend", "django.contrib.auth.backends.ModelBackend"]
+# Before anything reads a body: a request larger than the largest upload is refused unread (413).
+MIDDLEWARE.insert(1, "coprssh.limits.RequestSizeLimitMiddleware")
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "coprssh API",
     "DESCRIPTION": "Package builds with SSH access to the builders that run them.",

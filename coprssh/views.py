@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from coprssh import services
+from coprssh import limits, services
 from keys.forms import SavedKeyForm
 from keys.models import SavedKey
 
 
 def home(request: HttpRequest) -> HttpResponse:
     return render(request, "home.html")
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login page, refusing (429) a user name or address with too many recent failures."""
+
+    def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if limits.login_locked(request, request.POST.get("username", "")):
+            # Not even checked: a right password must not tell a guesser that it was right.
+            messages.error(request, limits.login_locked_message())
+            form = self.get_form_class()(request, initial={"username": request.POST.get("username", "")})
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
 
 
 @require_GET

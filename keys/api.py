@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from keys import services
+from coprssh import limits
+from keys import fetchers, services
 from keys.models import SavedKey
-from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES
+from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES, parse_keys
 
 
 class KeyOutputSerializer(serializers.ModelSerializer):
@@ -61,7 +64,13 @@ class KeyDetailView(APIView):
 
 
 class KeyCheckView(APIView):
-    """Validate key lines and references and show each one's type and fingerprint; stores nothing."""
+    """Validate key lines and references and show each one's type and fingerprint; stores nothing.
+
+    Throttled per user, and per GitHub/FAS name not yet in the cache: each is a fetch from the
+    service's one allowance at GitHub or FAS, shared by all users.
+    """
+
+    throttle_classes = [*APIView.throttle_classes, limits.KeyCheckThrottle]
 
     class KeyCheckInput(serializers.Serializer):
         ssh_public_keys = serializers.CharField(
@@ -91,7 +100,9 @@ class KeyCheckView(APIView):
     def post(self, request: Request) -> Response:
         data = self.KeyCheckInput(data=request.data)
         data.is_valid(raise_exception=True)
-        lines = services.preview_keys(text=data.validated_data["ssh_public_keys"])
+        text = data.validated_data["ssh_public_keys"]
+        self._throttle_new_references(request, text)
+        lines = services.preview_keys(text=text)
         payload = [
             {
                 "line": item.line,
@@ -102,3 +113,16 @@ class KeyCheckView(APIView):
             for item in lines
         ]
         return Response({"ok": all(item.status != "error" for item in lines), "lines": payload})
+
+    def _throttle_new_references(self, request: Request, text: str) -> None:
+        """Count each name that would be fetched; past the rate, answer 429 before fetching any."""
+        found = parse_keys(
+            text, max_keys=settings.COPRSSH_MAX_KEYS, min_rsa_bits=settings.COPRSSH_MIN_RSA_BITS
+        )
+        throttle = limits.KeyReferenceThrottle()
+        for reference in found.references:
+            if not fetchers.is_cached(reference) and not throttle.allow_request(request, self):
+                raise Throttled(
+                    wait=throttle.wait(),
+                    detail=f"Too many new GitHub/FAS names to look up; {reference} was not looked up.",
+                )

@@ -53,6 +53,11 @@ def _cache_key(reference: Reference) -> str:
     return f"keys:ref:{reference.provider}:{reference.username.lower()}"
 
 
+def is_cached(reference: Reference) -> bool:
+    """Whether `reference` would be answered from the cache (keys or "no such account"), unfetched."""
+    return cache.get(_cache_key(reference)) is not None
+
+
 def fetch_reference(reference: Reference) -> list[PublicKey]:
     """Keys published for `reference`, from the cache or the provider; raise FetchError."""
     key = _cache_key(reference)

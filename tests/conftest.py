@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from django.core.cache import cache
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Throttle and login counters (and fetched keys) live in the cache: none leaks between tests."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import re
 from io import StringIO
 
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
@@ -84,3 +85,96 @@ def test_demo_data_leaves_an_existing_account_alone(django_user_model):
     assert demo.check_password("my-own-password-1")
     assert "demo: exists, password unchanged" in output
     assert set(dict(PASSWORD_RE.findall(output))) == {"operator"}
+
+
+# --- the login rate limit (issue #10) -----------------------------------------------------------
+
+LOGIN_URL = "/accounts/login/"
+
+
+def log_in(client, username: str, password: str, address: str = "203.0.113.5"):
+    return client.post(LOGIN_URL, {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def logged_in(client) -> bool:
+    return "_auth_user_id" in client.session
+
+
+@pytest.fixture
+def three_failures(settings):
+    settings.COPRSSH_LOGIN_FAILURES = 3
+    settings.COPRSSH_LOGIN_WINDOW = 900
+
+
+@pytest.mark.django_db
+def test_login_refuses_a_user_name_after_too_many_failures_even_with_the_right_password(
+    client, user, three_failures
+):
+    tries = [log_in(client, "alice", "wrong", address=f"203.0.113.{n}").status_code for n in range(3)]
+    refused = log_in(client, "alice", "alice-password-1", address="198.51.100.7")
+
+    assert tries == [200, 200, 200]
+    assert refused.status_code == 429
+    assert "Too many failed logins for this user name or from your address. Wait 15 minutes" in (
+        refused.content.decode()
+    )
+    assert not logged_in(client)
+
+
+@pytest.mark.django_db
+def test_login_refuses_an_address_after_too_many_failures_for_any_names(
+    client, user, other_user, three_failures
+):
+    for name in ("mallory", "trent", "bob"):
+        log_in(client, name, "guess")
+
+    assert log_in(client, "alice", "alice-password-1").status_code == 429
+    assert not logged_in(client)
+    # From elsewhere alice still logs in.
+    assert log_in(client, "alice", "alice-password-1", address="198.51.100.7").status_code == 302
+    assert logged_in(client)
+
+
+@pytest.mark.django_db
+def test_login_counts_user_names_without_case(client, user, three_failures):
+    for n, name in enumerate(("alice", "ALICE", "Alice ")):
+        log_in(client, name, "wrong", address=f"198.51.100.{n}")
+
+    assert log_in(client, "alice", "alice-password-1", address="192.0.2.1").status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_successful_login_clears_the_names_failures(client, user, three_failures):
+    for n in range(2):
+        log_in(client, "alice", "wrong", address=f"198.51.100.{n}")
+    assert log_in(client, "alice", "alice-password-1", address="198.51.100.9").status_code == 302
+    client.logout()
+
+    for n in range(2):
+        log_in(client, "alice", "wrong", address=f"192.0.2.{n}")
+
+    assert log_in(client, "alice", "alice-password-1", address="192.0.2.9").status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_login_is_refused_too_while_a_name_is_locked(client, django_user_model, three_failures):
+    django_user_model.objects.create_superuser("root", password="root-password-1")
+    for n in range(3):
+        log_in(client, "root", "wrong", address=f"198.51.100.{n}")
+
+    response = client.post(
+        "/admin/login/", {"username": "root", "password": "root-password-1"}, REMOTE_ADDR="192.0.2.50"
+    )
+
+    assert response.status_code == 200  # the admin's form, with its error
+    assert not logged_in(client)
+
+
+@pytest.mark.django_db
+def test_login_failures_expire_with_the_window(client, user, settings, three_failures):
+    with time_machine.travel("2026-01-01 12:00:00 +0000", tick=False):
+        for n in range(3):
+            log_in(client, "alice", "wrong", address=f"198.51.100.{n}")
+        assert log_in(client, "alice", "alice-password-1", address="192.0.2.9").status_code == 429
+    with time_machine.travel("2026-01-01 12:16:00 +0000", tick=False):
+        assert log_in(client, "alice", "alice-password-1", address="192.0.2.9").status_code == 302
