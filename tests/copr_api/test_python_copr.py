@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from copr.v3 import Client, CoprAuthException, CoprNoResultException, CoprRequestException
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 
 from builds import storage
 from builds.models import Build, BuildChroot, SrpmPhase, State
@@ -29,6 +30,15 @@ def build(user, chroots) -> Build:
     )
 
 
+def move(phases, state: str) -> None:
+    """Move phases to `state` and derive the build's state, as the phase services do."""
+    with transaction.atomic():
+        build_ids = set(phases.values_list("build_id", flat=True))
+        phases.update(state=state)
+        for build_id in build_ids:
+            update_build_state(build_id)
+
+
 def test_auth_check_names_the_user(client, user):
     assert client.base_proxy.auth_check().name == "alice"
     assert client.base_proxy.home().version == 3
@@ -50,13 +60,11 @@ def test_states_follow_the_phases_as_copr_names_them(client, build):
     chroots = client.build_chroot_proxy.get_list(build.pk)
     # Copr's chroots wait for the source build.
     assert {c.state for c in chroots} == {"waiting"}
-    SrpmPhase.objects.filter(build=build).update(state=State.RUNNING)
-    update_build_state(build.pk)
+    move(SrpmPhase.objects.filter(build=build), State.RUNNING)
     assert client.build_proxy.get(build.pk).state == "running"
-    SrpmPhase.objects.filter(build=build).update(state=State.SUCCEEDED)
+    move(SrpmPhase.objects.filter(build=build), State.SUCCEEDED)
     first, second = BuildChroot.objects.filter(build=build).order_by("chroot__name")
-    BuildChroot.objects.filter(pk=first.pk).update(state=State.STARTING)
-    update_build_state(build.pk)
+    move(BuildChroot.objects.filter(pk=first.pk), State.STARTING)
     assert client.build_proxy.get(build.pk).state == "starting"
     assert client.build_chroot_proxy.get(build.pk, second.chroot.name).state == "pending"
 
