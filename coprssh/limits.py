@@ -152,6 +152,8 @@ class RequestSizeLimitMiddleware:
             f"The request is too large ({length} bytes): an uploaded file may have at most "
             f"{settings.COPRSSH_MAX_SRPM_BYTES} bytes."
         )
+        if request.path.startswith("/api_3/"):  # Copr's clients read only {"error": …}
+            return JsonResponse({"error": message}, status=413)
         if request.path.startswith("/api/"):
             return JsonResponse({"detail": message, "code": "too_large"}, status=413)
         return HttpResponse(message + "\n", status=413, content_type="text/plain; charset=utf-8")

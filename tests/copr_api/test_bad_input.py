@@ -117,3 +117,11 @@ def test_unknown_endpoints_and_bad_parameters_answer_json(client, db):
     response = client.get("/api_3/project/list?limit=ten")
     assert response.status_code == 400
     assert response.json() == {"error": "limit must be a whole number."}
+
+
+def test_a_body_over_the_upload_limit_is_refused_unread_as_json(client, project, auth, settings):
+    settings.COPRSSH_MAX_SRPM_BYTES = 1024
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
+    big = package("hello.src.rpm", b"\xed\xab\xee\xdb" + b"x" * 4096)
+    response = client.post(UPLOAD, {"json": options(), "pkgs": big}, **auth)
+    refused(response, 413, "The request is too large", settings)
