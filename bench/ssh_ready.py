@@ -316,7 +316,7 @@ def bench(args: argparse.Namespace, worker: Worker, root: Path, scratch: Path) -
         # The keys are on the builder before phase_ready goes on to start the build: when exactly.
         event = AuditEvent.objects.get(lease_id=phase.lease_id, action=AuditEvent.Action.KEYS_DEPLOYED)
         keys_at = event.created_at.timestamp() - wall0
-        view = ssh_builder_of_phase(phase)
+        view = ssh_builder_of_phase(phase, viewer=phase.lease.owner)
         builder = phase.lease.builder
         known_hosts = scratch / f"known_hosts-{number}"
         key_type, blob = builder.host_key.split()[:2]
