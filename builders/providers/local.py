@@ -138,6 +138,19 @@ class LocalProvider(Provider):
             raise ProviderError(f"cannot create sandbox {box.dir}: {exc}") from exc
         try:
             os.chmod(box.dir, 0o700)  # mkdir's mode is filtered by the umask
+            # The state file comes first (port 0 until one is picked), so that list_owned() finds
+            # and delete() removes a sandbox whose create was killed half-way. Ref: #8
+            planned = Machine(
+                provider_id=name,
+                name=name,
+                ipv4=None if self.ipv6 else self.address,
+                ipv6=self.address if self.ipv6 else None,
+                port=0,
+                user=accounts.account_name(box.dir) if self.isolate else user,
+                host_key=host_key.public_line.strip(),
+                metadata=dict(metadata),
+            )
+            self._write_state(box, planned)
             sandbox.write_private(box.host_key, host_key.private_pem)
             sandbox.write_private(box.log, "")
             if self.isolate:

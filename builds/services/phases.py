@@ -7,6 +7,7 @@ the phase or queues the next run. A watcher that dies is replaced by the builds 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -73,7 +74,11 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     if phase.state != State.PENDING:
         return phase  # a repeated delivery: the first one started it
     model = type(phase)
-    if not model.objects.filter(pk=phase.pk, state=State.PENDING).update(state=State.STARTING):
+    # The claim on STARTING lasts as long as a start can take; past it the builds tick knows the
+    # worker died half-way (before the keys were deployed, say) and starts the phase again.
+    if not model.objects.filter(pk=phase.pk, state=State.PENDING).update(
+        state=State.STARTING, watch_until=timezone.now() + start_claim()
+    ):
         return phase
     try:
         lease = builders.start_lease(lease_id=lease_id)
@@ -100,7 +105,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     now = timezone.now()
     with transaction.atomic():
         moved = model.objects.filter(pk=phase.pk, state=State.STARTING).update(
-            state=State.RUNNING, started_at=now, remote_dir=workdir
+            state=State.RUNNING, started_at=now, remote_dir=workdir, watch_until=None
         )
         update_build_state(phase.build_id)
         if moved:
@@ -113,6 +118,11 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         return load(kind_of(phase), phase.pk)
     storage.backend_log(phase.storage_dir, "The build is running; its output follows in builder-live.log.")
     return load(kind_of(phase), phase.pk)
+
+
+def start_claim() -> timedelta:
+    """How long starting a phase may take: SSH access and the agent's start, each one builder call."""
+    return timedelta(seconds=2 * settings.COPRSSH_BUILDER_CALL_DEADLINE + 30)
 
 
 def _job(phase: Phase) -> tuple[dict, dict[str, Path]]:
@@ -460,10 +470,16 @@ def update_build_state(build_id: int) -> str:
 # --- the builds tick -------------------------------------------------------------------
 
 
+def _queue_phase_ready(lease_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("builds.tasks.phase_ready", lease_id)
+
+
 def rescue_phases() -> dict[str, list[int]]:
     """Watch running phases whose watcher died; fail pending phases whose lease ended."""
     now = timezone.now()
-    rescued: dict[str, list[int]] = {"watched": [], "failed": []}
+    rescued: dict[str, list[int]] = {"watched": [], "failed": [], "restarted": []}
     for model, kind in ((SrpmPhase, "srpm"), (BuildChroot, "rpm")):
         orphaned = model.objects.filter(state=State.RUNNING).filter(
             Q(watch_until__isnull=True) | Q(watch_until__lt=now)
@@ -472,6 +488,16 @@ def rescue_phases() -> dict[str, list[int]]:
             with transaction.atomic():
                 queue_watch(kind, phase_id)
             rescued["watched"].append(phase_id)
+        # A worker that died while starting a phase (deploying keys, starting the agent) left it
+        # STARTING: start it again on the same lease; phase_ready is safe to run twice.
+        stalled = model.objects.filter(state=State.STARTING, watch_until__lt=now, lease__isnull=False)
+        for phase_id, lease_id in list(stalled.values_list("pk", "lease_id")):
+            with transaction.atomic():
+                if model.objects.filter(pk=phase_id, state=State.STARTING, watch_until__lt=now).update(
+                    state=State.PENDING, watch_until=None
+                ):
+                    transaction.on_commit(functools.partial(_queue_phase_ready, lease_id))
+                    rescued["restarted"].append(phase_id)
         lost = model.objects.filter(state=State.PENDING, lease__state=Lease.State.ENDED)
         for phase in list(lost.select_related("lease")):
             with transaction.atomic():

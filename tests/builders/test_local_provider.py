@@ -8,9 +8,11 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -639,3 +641,37 @@ def test_isolation_without_root_is_refused(tmp_path, admin_key, monkeypatch):
     with pytest.raises(ProviderError, match="need the service to run as root") as raised:
         _create(provider, admin_key)
     assert raised.value.permanent
+
+
+@slow
+def test_a_create_killed_half_way_leaves_a_sandbox_that_list_owned_finds_and_delete_removes(
+    builders_root, admin_key
+):
+    """Ref: #8 (bench/faults.py provisioning-kill) — a worker killed during create left a sandbox
+    without its state file, invisible to list_owned(), so every retry failed on "already exists"."""
+    script = f"""
+import os, signal
+from builders.providers import generate_host_key
+from builders.providers import sandbox
+from builders.providers.local import LocalProvider
+write = sandbox.write_private
+def die_at_the_host_key(path, text):
+    if path.name == "ssh_host_ed25519_key":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, text)
+sandbox.write_private = die_at_the_host_key
+provider = LocalProvider({str(builders_root)!r})
+provider.create(name="half", metadata={{"coprssh-builder": "7"}}, host_key=generate_host_key(),
+                admin_public_key={admin_key.public_line!r})
+"""
+    root = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", script], cwd=root, timeout=60, check=False)
+    assert killed.returncode == -signal.SIGKILL
+
+    provider = LocalProvider(builders_root)
+    [machine] = provider.list_owned()
+    assert machine.metadata == {"coprssh-builder": "7"}
+    provider.delete(machine.provider_id)
+    assert provider.list_owned() == []
+    assert list(builders_root.iterdir()) == []
+    assert provider.delete_stray_accounts() == []

@@ -69,3 +69,34 @@ def test_tick_fails_a_pending_phase_whose_lease_ended(build):
     assert "lease ended" in srpm.status_reason
     assert build.state == State.FAILED
     assert set(BuildChroot.objects.filter(build=build).values_list("state", flat=True)) == {State.SKIPPED}
+
+
+def test_tick_restarts_a_phase_whose_worker_died_while_starting_it(
+    build, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Ref: #8 (bench/faults.py deploy-kill) — a cluster killed while deploying SSH keys left the
+    phase STARTING for good: the redelivered phase_ready saw it was no longer pending."""
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
+    srpm = build.srpm
+    SrpmPhase.objects.filter(pk=srpm.pk).update(
+        state=State.STARTING, watch_until=timezone.now() - timedelta(seconds=1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = tasks.tick()
+    assert summary["restarted"] == [srpm.pk]
+    srpm.refresh_from_db()
+    assert (srpm.state, srpm.watch_until) == (State.PENDING, None)
+    assert ("builds.tasks.phase_ready", (srpm.lease_id,)) in queued
+    # A second tick finds nothing more to do.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.tick()["restarted"] == []
+
+
+def test_tick_leaves_a_phase_that_is_still_being_started(build, django_capture_on_commit_callbacks):
+    SrpmPhase.objects.filter(pk=build.srpm.pk).update(
+        state=State.STARTING, watch_until=timezone.now() + timedelta(seconds=60)
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        assert tasks.tick()["restarted"] == []
+    assert SrpmPhase.objects.get(pk=build.srpm.pk).state == State.STARTING
