@@ -46,9 +46,8 @@ ARCH = platform.machine()
 FLAKY_ARCH = "aarch64" if ARCH != "aarch64" else "ppc64le"
 BROKEN_ARCH = "s390x"
 MAIN_POOL, FLAKY_POOL, BROKEN_POOL = "faults", "flaky", "broken"
-# The local provider refuses machine names outside [A-Za-z0-9._-] as a permanent error; a pool
-# whose name has a '+' is the one permanent failure a local pool can be given from outside.
-BROKEN_NAME = "broken+pool"
+# A local pool whose sshd does not exist: the permanent error of a machine without openssh-server.
+MISSING_SSHD = "/nonexistent/sbin/sshd"
 USER = "faults"
 # Short cycles, so that redelivery, health checks and backoff happen within the bench's time.
 # The task timeout stays above a watch run (40 s) or every watcher would be killed mid-run.
@@ -59,6 +58,8 @@ BENCH_ENV = {
     "COPRSSH_POOL_BACKOFF_MAX": "8",
     "COPRSSH_WORKERS": "2",
     "COPRSSH_STOP_GRACE": "5",
+    # A phase whose start was cut off is started again after 2 × this + 30 s (the start claim).
+    "COPRSSH_BUILDER_CALL_DEADLINE": "20",
     "COPRSSH_TASKS_SYNC": "0",
 }
 TICK_SECONDS = 5.0
@@ -1061,13 +1062,14 @@ def fault_provider_permanent(b: Bench, row: Row) -> None:
     from builders.models import AuditEvent, Builder, Pool
     from builders.services import Via, resume_pool
 
+    root = str(b.data_dir / "builders" / BROKEN_POOL)
     pool = Pool.objects.create(
-        name=BROKEN_NAME,
+        name=BROKEN_POOL,
         provider=Pool.Provider.LOCAL,
         architectures=[BROKEN_ARCH],
         max_builders=2,
         warm_builders=1,
-        provider_settings={"root_dir": str(b.data_dir / "builders" / BROKEN_POOL)},
+        provider_settings={"root_dir": root, "sshd_path": MISSING_SSHD},
     )
     build = b.submit("broken", arch=BROKEN_ARCH)
     took = b.wait(lambda: Pool.objects.get(pk=pool.pk).paused_at is not None, timeout=60, what="the pause")
@@ -1077,13 +1079,14 @@ def fault_provider_permanent(b: Bench, row: Row) -> None:
     attempts = list(Builder.objects.filter(pool=pool).values_list("attempts", flat=True))
     creates = sum(attempts)
     seen_reason = b.seen_by_user(build.pk)
-    Pool.objects.filter(pk=pool.pk).update(name=BROKEN_POOL)
+    # The operator installs sshd (here: points the pool at the real one) and resumes the pool.
+    Pool.objects.filter(pk=pool.pk).update(provider_settings={"root_dir": root})
     resume_pool(pool_id=pool.pk, via=Via(source="admin"))
     resumed_at = time.monotonic()
     row.moment = (
-        f"pool named {BROKEN_NAME!r} (the local provider refuses the machine name: a permanent ProviderError); "
-        f"paused {took:.1f} s after the submit (at {paused_at:%H:%M:%S}), watched for 4 more ticks, renamed, "
-        "resume_pool()"
+        f"a local pool whose sshd_path is {MISSING_SSHD} (a machine without openssh-server: a permanent "
+        f"ProviderError); paused {took:.1f} s after the submit (at {paused_at:%H:%M:%S}), watched for 4 more "
+        "ticks, then sshd_path fixed and resume_pool()"
     )
     b.settle_row(row, lambda: b.build(build.pk).is_finished, started=resumed_at, timeout=b.settle)
     events = AuditEvent.objects.filter(action__in=["pool-paused", "pool-resumed"]).count()

@@ -47,6 +47,7 @@ def provider_for(pool: Pool) -> Provider:
             name_prefix="coprssh-",
             # Unset: isolated whenever the service runs as root.
             isolate=None if isolate is None else bool(isolate),
+            sshd_path=str(options.get("sshd_path") or "/usr/sbin/sshd"),
             homes_dir=Path(options.get("homes_dir") or settings.COPRSSH_LOCAL_HOMES_DIR),
         )
     if pool.provider == Pool.Provider.OPENSTACK:

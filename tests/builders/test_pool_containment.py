@@ -216,3 +216,28 @@ def test_health_text_names_the_error_and_the_next_attempt(db):
     assert "cannot create: flavor m1.huge is gone" in health.text
     assert f"next attempt {timezone.localtime(pool.backoff_until):%H:%M %Z}" in health.text
     assert len(health.text) < 500
+
+
+def test_a_local_pool_without_sshd_pauses_after_one_create_and_says_what_to_install(
+    queued, user, clock, tmp_path
+):
+    """The demo's runaway (Ref: #8): sshd missing, warm 1 / max 4, 496 builders in 3 minutes."""
+    pool = make_pool(
+        name="local",
+        max_builders=4,
+        warm_builders=1,
+        provider_settings={"root_dir": str(tmp_path / "local"), "sshd_path": str(tmp_path / "no-sshd")},
+    )
+    _demand(queued, user, 3)
+    _work(queued)
+    for _ in range(180):  # three minutes of ticks, one a second
+        clock.shift(timedelta(seconds=1))
+        queued.call(services.retry_due_provisions)
+        queued.call(services.ensure_capacity)
+        _work(queued)
+
+    assert Builder.objects.filter(pool=pool).count() <= pool.max_builders
+    assert sum(Builder.objects.filter(pool=pool).values_list("attempts", flat=True)) == 1
+    pool.refresh_from_db()
+    assert pool.paused_at is not None
+    assert "apt-get install openssh-server" in pool.last_error
