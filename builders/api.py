@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from builders import services
 from builders.models import Lease
+from coprssh.openapi import CONFLICT
 
 
 class LeaseTokenAuthentication(authentication.BaseAuthentication):
@@ -97,7 +98,7 @@ class LeaseProlongView(_LeaseTokenView):
     class ProlongInput(serializers.Serializer[dict[str, int]]):
         hours = serializers.IntegerField(min_value=1, max_value=48, default=1)
 
-    @extend_schema(request=ProlongInput, responses=LeaseOutput)
+    @extend_schema(request=ProlongInput, responses={200: LeaseOutput, 409: CONFLICT})
     def post(self, request: Request) -> Response:
         data = self.ProlongInput(data=request.data)
         data.is_valid(raise_exception=True)

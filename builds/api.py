@@ -14,9 +14,8 @@ from typing import Any
 from django.core.files.uploadedfile import UploadedFile
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Prefetch, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,15 +25,26 @@ from rest_framework.views import APIView
 from builders import services as builders
 from builds import services, sources, storage
 from builds.files import LOG_NAMES, log_url, result_url
-from builds.models import PROJECT_NAME_RE, Build, BuildChroot, Chroot, Project, SrpmPhase, State
+from builds.models import (
+    CHROOT_NAME_RE,
+    PROJECT_NAME_RE,
+    Build,
+    BuildChroot,
+    Chroot,
+    Project,
+    SrpmPhase,
+    State,
+)
 from builds.sources import Source
 from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
 from coprssh.exceptions import ForbiddenError, NotFoundError
+from coprssh.openapi import CONFLICT, FORBIDDEN, NOT_FOUND, Pagination, QueryFilter
 from keys import services as keys
 from keys.parser import MAX_INPUT_BYTES
 
 # `owner/name`: a Django user name, then a project name.
-FULL_NAME_RE = re.compile(rf"(?P<owner>[\w.@+-]{{1,150}})/(?P<name>{PROJECT_NAME_RE.pattern})")
+USERNAME_PATTERN = r"[\w.@+-]{1,150}"
+FULL_NAME_RE = re.compile(rf"(?P<owner>{USERNAME_PATTERN})/(?P<name>{PROJECT_NAME_RE.pattern})")
 SOURCE_FIELDS = {
     Build.SourceType.UPLOAD: ("source_file",),
     Build.SourceType.SCM: ("clone_url", "committish", "spec"),
@@ -45,10 +55,6 @@ REQUIRED_SOURCE_FIELDS = {
     Build.SourceType.SCM: ("clone_url", "spec"),
     Build.SourceType.URL: ("url",),
 }
-
-
-class Pagination(LimitOffsetPagination):
-    max_limit = 200
 
 
 def _paginated(view: APIView, request: Request, queryset: QuerySet, serializer: type) -> Response:
@@ -84,11 +90,19 @@ def _build(build_id: int) -> Build:
     return build
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": f"^{FULL_NAME_RE.pattern}$".replace("?P<owner>", "").replace("?P<name>", ""),
+    }
+)
 class FullNameField(serializers.CharField):
     """A project as `owner/name`; validated into the pair."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(max_length=300, help_text='The project, as "owner/name".', **kwargs)
+        super().__init__(
+            max_length=300, trim_whitespace=False, help_text='The project, as "owner/name".', **kwargs
+        )
 
     def to_internal_value(self, data: Any) -> tuple[str, str]:
         value = super().to_internal_value(data)
@@ -107,8 +121,21 @@ class KeyLinesField(serializers.CharField):
         self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
 
 
+@extend_schema_field({"type": "string", "pattern": f"^{CHROOT_NAME_RE.pattern}$", "maxLength": 60})
+class ChrootNameField(serializers.CharField):
+    """<os>-<version>-<arch>; the service refuses a name that is not an active chroot, by name."""
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{PROJECT_NAME_RE.pattern}$", "maxLength": 100})
+class ProjectNameField(serializers.CharField):
+    """Letters, digits and . _ + -; the model's validator words the refusal."""
+
+
 def _chroot_names(**kwargs: Any) -> serializers.ListField:
-    return serializers.ListField(child=serializers.CharField(max_length=60), max_length=100, **kwargs)
+    chroot = ChrootNameField(max_length=60)
+    if kwargs.get("allow_empty") is False:
+        kwargs["min_length"] = 1
+    return serializers.ListField(child=chroot, max_length=100, **kwargs)
 
 
 # --- output ---------------------------------------------------------------------------
@@ -251,22 +278,25 @@ class ProjectListView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     pagination_class = Pagination
 
+    class ProjectListFilter(QueryFilter):
+        owner = serializers.RegexField(
+            f"^{USERNAME_PATTERN}$", required=False, help_text="Only this user's projects."
+        )
+
     class ProjectInput(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
+        name = ProjectNameField(max_length=100)
         chroots = _chroot_names()
         description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
 
-    @extend_schema(
-        parameters=[OpenApiParameter("owner", str, description="Only this user's projects.")],
-        responses=ProjectOutput(many=True),
-    )
+    @extend_schema(parameters=[ProjectListFilter], responses=ProjectOutput(many=True))
     def get(self, request: Request) -> Response:
+        query = self.ProjectListFilter(data=request.query_params)
+        query.is_valid(raise_exception=True)
         projects = Project.objects.select_related("owner").prefetch_related(
             Prefetch("chroots", queryset=Chroot.objects.only("id", "name"))
         )
-        owner = request.query_params.get("owner")
-        if owner:
-            projects = projects.filter(owner__username=owner)
+        if "owner" in query.validated_data:
+            projects = projects.filter(owner__username=query.validated_data["owner"])
         return _paginated(self, request, projects, ProjectOutput)
 
     @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
@@ -282,12 +312,46 @@ class ProjectDetailView(APIView):
 
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=ProjectOutput)
+    @extend_schema(responses={200: ProjectOutput, 404: NOT_FOUND})
     def get(self, request: Request, owner: str, name: str) -> Response:
         return Response(ProjectOutput(_project((owner, name))).data)
 
 
 # --- builds -----------------------------------------------------------------------------
+
+
+class _BuildFields(serializers.Serializer):
+    project = FullNameField()
+    chroots = _chroot_names(
+        required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
+    )
+
+
+class BuildUploadInput(_BuildFields):
+    """A build from an uploaded .spec or .src.rpm (multipart/form-data)."""
+
+    source_type = serializers.ChoiceField(choices=["upload"], required=False)
+    source_file = serializers.FileField(help_text="A .spec or .src.rpm file.")
+
+
+class BuildScmInput(_BuildFields):
+    """A build from a git repository: a spec file at a commit, branch or tag."""
+
+    source_type = serializers.ChoiceField(choices=["scm"])
+    clone_url = serializers.CharField(max_length=sources.MAX_URL, help_text="An https:// git URL.")
+    committish = serializers.CharField(
+        required=False, allow_blank=True, max_length=sources.MAX_COMMITTISH, help_text="Default: HEAD."
+    )
+    spec = serializers.CharField(
+        max_length=sources.MAX_SPEC_PATH, help_text="The spec's path in the repository."
+    )
+
+
+class BuildUrlInput(_BuildFields):
+    """A build from a .spec or .src.rpm downloaded from a URL."""
+
+    source_type = serializers.ChoiceField(choices=["url"])
+    url = serializers.CharField(max_length=sources.MAX_URL, help_text="An https:// URL of the file.")
 
 
 class BuildListView(APIView):
@@ -296,7 +360,7 @@ class BuildListView(APIView):
     permission_classes = [IsAuthenticatedOrReadOnly]
     pagination_class = Pagination
 
-    class BuildListFilter(serializers.Serializer):
+    class BuildListFilter(QueryFilter):
         project = FullNameField(required=False)
 
     class BuildInput(serializers.Serializer):
@@ -351,7 +415,7 @@ class BuildListView(APIView):
             data["source_type"] = kind
             return data
 
-    @extend_schema(parameters=[BuildListFilter], responses=BuildOutput(many=True))
+    @extend_schema(parameters=[BuildListFilter], responses={200: BuildOutput(many=True), 404: NOT_FOUND})
     def get(self, request: Request) -> Response:
         query = self.BuildListFilter(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -361,8 +425,16 @@ class BuildListView(APIView):
         return _paginated(self, request, builds, BuildOutput)
 
     @extend_schema(
-        request={"multipart/form-data": BuildInput, "application/json": BuildInput},
-        responses={201: BuildOutput},
+        request={
+            # An upload is multipart; a git repository or a URL is one of the JSON bodies.
+            "multipart/form-data": BuildUploadInput,
+            "application/json": PolymorphicProxySerializer(
+                component_name="BuildSourceJson",
+                serializers=[BuildScmInput, BuildUrlInput],
+                resource_type_field_name=None,
+            ),
+        },
+        responses={201: BuildOutput, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def post(self, request: Request) -> Response:
         data = self.BuildInput(data=request.data)
@@ -401,7 +473,7 @@ class BuildDetailView(APIView):
 
     permission_classes = [IsAuthenticatedOrReadOnly]
 
-    @extend_schema(responses=BuildOutput)
+    @extend_schema(responses={200: BuildOutput, 404: NOT_FOUND})
     def get(self, request: Request, build_id: int) -> Response:
         return Response(_output(request, build_id))
 
@@ -409,7 +481,11 @@ class BuildDetailView(APIView):
 class BuildCancelView(APIView):
     """Cancel every unfinished phase of a build (409 once it has finished)."""
 
-    @extend_schema(operation_id="builds_cancel", request=None, responses=BuildOutput)
+    @extend_schema(
+        operation_id="builds_cancel",
+        request=None,
+        responses={200: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def post(self, request: Request, build_id: int) -> Response:
         build = services.cancel_build(build_id=build_id, user=request.user)
         return Response(_output(request, build.pk))
@@ -439,7 +515,11 @@ class BuildResubmitView(APIView):
             required=False, default=False, help_text="Deploy the keys saved on your profile too."
         )
 
-    @extend_schema(operation_id="builds_resubmit", request=ResubmitInput, responses={201: BuildOutput})
+    @extend_schema(
+        operation_id="builds_resubmit",
+        request=ResubmitInput,
+        responses={201: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
+    )
     def post(self, request: Request, build_id: int) -> Response:
         data = self.ResubmitInput(data=request.data)
         data.is_valid(raise_exception=True)

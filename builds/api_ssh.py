@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from builders import services as builders
 from builds.ssh_view import SshBuilderView, public_state, served_by, ssh_builders_of
 from coprssh.exceptions import NotFoundError
+from coprssh.openapi import CONFLICT, NOT_FOUND
 
 MAX_PROLONG_HOURS = 48
 
@@ -67,7 +68,7 @@ class SshBuilderListView(APIView):
 class SshBuilderDetailView(APIView):
     """One of the caller's SSH builders: how to log in, until when, with which keys."""
 
-    @extend_schema(responses=SshBuilderOutput)
+    @extend_schema(responses={200: SshBuilderOutput, 404: NOT_FOUND})
     def get(self, request: Request, lease_id: int) -> Response:
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
@@ -79,7 +80,9 @@ class SshBuilderProlongView(APIView):
         hours = serializers.IntegerField(min_value=1, max_value=MAX_PROLONG_HOURS, default=1)
 
     @extend_schema(
-        operation_id="ssh_builders_prolong", request=SshBuilderProlongInput, responses=SshBuilderOutput
+        operation_id="ssh_builders_prolong",
+        request=SshBuilderProlongInput,
+        responses={200: SshBuilderOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
     def post(self, request: Request, lease_id: int) -> Response:
         data = self.SshBuilderProlongInput(data=request.data)
@@ -94,7 +97,9 @@ class SshBuilderProlongView(APIView):
 class SshBuilderReleaseView(APIView):
     """End the SSH builder now (it is deleted); releasing it again changes nothing."""
 
-    @extend_schema(operation_id="ssh_builders_release", request=None, responses=SshBuilderOutput)
+    @extend_schema(
+        operation_id="ssh_builders_release", request=None, responses={200: SshBuilderOutput, 404: NOT_FOUND}
+    )
     def post(self, request: Request, lease_id: int) -> Response:
         _ssh_builder(request, lease_id)
         builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)

@@ -17,6 +17,8 @@ api_v1 = [
     path("", include("builders.api_urls")),
 ]
 
+handler404 = "coprssh.api.not_found"
+
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),

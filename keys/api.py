@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from coprssh import limits
+from coprssh.openapi import NOT_FOUND
 from keys import fetchers, services
 from keys.models import SavedKey
 from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES, parse_keys
@@ -32,7 +33,11 @@ class KeyListView(APIView):
     class SavedKeyInput(serializers.Serializer):
         title = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         # Longer than a key line may be, so the parser reports the precise reason.
-        public_key = serializers.CharField(max_length=MAX_LINE_BYTES * 2, trim_whitespace=False)
+        public_key = serializers.CharField(
+            max_length=MAX_LINE_BYTES * 2,
+            trim_whitespace=False,
+            help_text="One line of an OpenSSH public key.",
+        )
 
     @extend_schema(responses=KeyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -50,14 +55,16 @@ class KeyListView(APIView):
 class KeyDetailView(APIView):
     """One saved key of the caller; other users' keys do not exist here (404)."""
 
-    @extend_schema(responses=KeyOutputSerializer)
+    @extend_schema(responses={200: KeyOutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, key_id: int) -> Response:
         saved = SavedKey.objects.filter(user=request.user, pk=key_id).first()
         if saved is None:
-            return Response({"detail": "No such saved key."}, status=status.HTTP_404_NOT_FOUND)
+            return Response(
+                {"detail": "No such saved key.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND
+            )
         return Response(KeyOutputSerializer(saved).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(request=None, responses={204: None, 404: NOT_FOUND})
     def delete(self, request: Request, key_id: int) -> Response:
         services.delete_saved_key(user=request.user, key_id=key_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -84,6 +91,12 @@ class KeyCheckView(APIView):
             field.validators = [
                 v for v in field.validators if not isinstance(v, ProhibitNullCharactersValidator)
             ]
+
+        def validate_ssh_public_keys(self, value: str) -> str:
+            # DRF turns a JSON number into text; the schema (and the key parser) want text.
+            if not isinstance(self.initial_data.get("ssh_public_keys"), str):
+                raise serializers.ValidationError("Not a valid string.")
+            return value
 
     class CheckedKey(serializers.Serializer):
         type = serializers.CharField(source="key_type")
