@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from builders import services
 from builders.models import AuditEvent, Builder, Lease, QuotaPolicy
+from tests.builders.factories import make_builder, make_lease, make_pool
 from tests.concurrency import errors, run_at_once
-from tests.factories import make_builder, make_lease, make_pool
 
 THREADS = 10
 

@@ -27,7 +27,7 @@ from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
 from builds.sources import check_upload
 from builds.templatetags.builds_tags import format_time
 from keys.services import add_saved_key
-from tests.factories import make_builder, make_lease
+from tests.builders.factories import make_builder, make_lease
 
 LOGIN_URL = "/accounts/login/"
 CHROOTS = ["fedora-42-x86_64", "fedora-rawhide-x86_64"]

@@ -25,8 +25,8 @@ from builds import runner, services, storage
 from builds.models import Build, BuildChroot
 from builds.services import phases
 from keys.parser import parse_keys
+from tests.builders.factories import make_builder, make_pool
 from tests.builds.test_api_ssh import failed_build
-from tests.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
 
