@@ -17,6 +17,7 @@ from django_q.models import Failure, OrmQ, Schedule, Success
 from django_q.scheduler import scheduler
 from django_q.tasks import async_task
 
+from builders import services
 from builders.tasks import TICK_FUNC, TICK_SCHEDULE_NAME, tick
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,10 +46,26 @@ def test_migration_creates_one_minute_tick_schedule():
     assert schedule.repeats == -1
 
 
-def test_tick_runs_and_reports_when():
+@pytest.mark.django_db
+def test_tick_runs_every_step_and_reports_when():
     summary = tick()
     assert "ran_at" in summary
     assert summary["seconds"] >= 0
+    # The tick swallows a failing step's exception and marks it, so an error shows only here.
+    assert [name for name, value in summary.items() if value == "error"] == []
+    assert {"expired", "assigned", "started", "deleted"} <= set(summary)
+
+
+@pytest.mark.django_db
+def test_tick_marks_a_failing_step_and_runs_the_others(monkeypatch):
+    def down() -> int:
+        raise RuntimeError("the provider is down")
+
+    monkeypatch.setattr(services, "ensure_capacity", down)
+    summary = tick()
+    assert summary["started"] == "error"
+    assert [name for name, value in summary.items() if value == "error"] == ["started"]
+    assert summary["deleted"] == 0  # a later step still ran
 
 
 def _database_url() -> str:

@@ -1,4 +1,5 @@
-"""Fixtures for the builders tests that need no database: SSH keys and the local provider."""
+"""Fixtures for the builders tests: settings under tmp_path, the fake provider, the task recorder,
+SSH keys and the local provider."""
 
 from __future__ import annotations
 
@@ -8,11 +9,36 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from builders.providers import HostKeyPair, generate_host_key
 from builders.providers.local import LocalProvider
+from tests.builders.fakes import FakeProvider, TaskQueue, install
+
+
+@pytest.fixture(autouse=True)
+def builder_settings(settings: Any, tmp_path: Path) -> None:
+    """Builders and the service's SSH key live under the test's tmp_path, never in ./data."""
+    settings.COPRSSH_BUILDERS_DIR = tmp_path / "builders-dir"
+    settings.COPRSSH_ADMIN_KEY_FILE = tmp_path / "ssh" / "admin_ed25519"
+    # The users these tests make need no strong hash; PBKDF2 costs a third of a second each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> TaskQueue:
+    """Record tasks instead of queueing them in django-q (`queue_task` imports async_task late)."""
+    queue = TaskQueue(capture=django_capture_on_commit_callbacks)
+    monkeypatch.setattr("django_q.tasks.async_task", queue.record)
+    return queue
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeProvider:
+    """Every pool's provider is this in-memory fake; SSH checks ask it too."""
+    return install(monkeypatch, FakeProvider())
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from builders.models import AuditEvent, Builder, Lease, Pool, QuotaPolicy
 from keys.models import SavedKey
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 
 pytestmark = pytest.mark.django_db
 
@@ -54,7 +53,7 @@ def world(user):
         last_error_at=timezone.now() - timedelta(minutes=5),
     )
     builder = make_builder(pool, state=Builder.State.LEASED, sandbox="ssh-perm", single_use=True)
-    lease = make_lease(user, sandbox="ssh-perm", builder=builder, purpose="build 7")
+    lease = make_ssh_lease(owner=user, sandbox="ssh-perm", builder=builder, purpose="build 7")
     key = SavedKey.objects.create(
         user=user, title="laptop", key_type="ssh-ed25519", bits=256, data="AAAA", fingerprint="SHA256:abc"
     )

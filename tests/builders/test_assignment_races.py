@@ -6,24 +6,51 @@ refuses a second open lease on one builder (`builders_lease_one_open_per_builder
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from builders import services
 from builders.models import AuditEvent, Builder, Lease, QuotaPolicy
+from builders.services import leases as lease_services
+from tests.builders.factories import make_builder, make_lease, make_pool
 from tests.concurrency import errors, run_at_once
-from tests.factories import make_builder, make_lease, make_pool
 
 THREADS = 10
+
+# The controls below take a guard away and show the race it stops. SQLite in IMMEDIATE mode
+# runs write transactions one at a time, so there the race cannot show at all.
+needs_concurrent_writers = pytest.mark.skipif(
+    connection.vendor == "sqlite", reason="SQLite serializes writers (IMMEDIATE): there is no race to show"
+)
 
 
 @pytest.fixture(autouse=True)
 def policy() -> QuotaPolicy:
     # Transactional tests flush the tables, so the migration's row may be gone.
     return QuotaPolicy.get()
+
+
+@pytest.fixture
+def slow_audit(monkeypatch):
+    """Audit events take a moment, so racers overlap between their read and their commit."""
+    audit = lease_services.audit
+
+    def slowly(*args, **kwargs):
+        time.sleep(0.05)
+        return audit(*args, **kwargs)
+
+    monkeypatch.setattr(lease_services, "audit", slowly)
+
+
+@pytest.fixture
+def no_row_locks(monkeypatch):
+    """Take the guard of release and prolong away: `select_for_update()` locks nothing."""
+    monkeypatch.setattr(QuerySet, "select_for_update", lambda self, *args, **kwargs: self)
 
 
 @pytest.fixture
@@ -211,3 +238,66 @@ def test_a_release_racing_the_expiry_pass_ends_the_lease_once(user, pool):
     assert lease.state == Lease.State.ENDED
     assert lease.end_reason in {Lease.EndReason.RELEASED, Lease.EndReason.EXPIRED}
     assert Builder.objects.get(pk=builder.pk).state == Builder.State.TERMINATING
+
+
+# --- controls: the same races without their guards -------------------------------------
+
+
+@needs_concurrent_writers
+@pytest.mark.django_db(transaction=True)
+def test_without_the_compare_and_swap_every_assigner_claims_the_one_builder(pool):
+    # The shape of the claim in _assign_one, with and without `state=READY` in its UPDATE.
+    builder = make_builder(pool=pool, state=Builder.State.READY, sandbox=None)
+
+    def claim(*, guarded: bool) -> int:
+        with transaction.atomic():
+            seen = list(Builder.objects.ready().filter(pk=builder.pk).values_list("pk", flat=True))
+            time.sleep(0.05)  # every racer has seen it READY before the first one commits
+            claimed = Builder.objects.filter(pk__in=seen)
+            if guarded:
+                claimed = claimed.filter(state=Builder.State.READY)
+            return claimed.update(state=Builder.State.LEASED)
+
+    unguarded = run_at_once([lambda: claim(guarded=False)] * THREADS)
+    assert errors(unguarded) == []
+    assert sum(unguarded) > 1  # one builder, claimed by several assigners
+
+    Builder.objects.filter(pk=builder.pk).update(state=Builder.State.READY)
+    guarded = run_at_once([lambda: claim(guarded=True)] * THREADS)
+    assert errors(guarded) == []
+    assert sum(guarded) == 1
+
+
+@needs_concurrent_writers
+@pytest.mark.usefixtures("no_row_locks", "slow_audit")
+@pytest.mark.django_db(transaction=True)
+def test_without_the_row_lock_concurrent_releases_end_one_lease_several_times(user, pool):
+    builder = make_builder(pool=pool, state=Builder.State.LEASED, sandbox="ssh-raced", single_use=True)
+    lease = make_lease(owner=user, ssh=True, builder=builder, sandbox="ssh-raced", state=Lease.State.ACTIVE)
+    via = services.Via(user=user, source="api")
+
+    outcomes = run_at_once([lambda: services.release_lease(lease_id=lease.pk, via=via)] * THREADS)
+
+    assert errors(outcomes) == []
+    assert AuditEvent.objects.filter(lease=lease, action=AuditEvent.Action.RELEASED).count() > 1
+
+
+@needs_concurrent_writers
+@pytest.mark.usefixtures("no_row_locks", "slow_audit")
+@pytest.mark.django_db(transaction=True)
+def test_without_the_row_lock_concurrent_prolongs_lose_updates(user, pool):
+    lease = make_lease(
+        owner=user,
+        ssh=True,
+        builder=make_builder(pool=pool, state=Builder.State.LEASED, sandbox="ssh-prolonged"),
+        sandbox="ssh-prolonged",
+        state=Lease.State.ACTIVE,
+    )
+    before = lease.expires_at
+    via = services.Via(user=user, source="builder")
+
+    outcomes = run_at_once([lambda: services.prolong_lease(lease_id=lease.pk, hours=1, via=via)] * THREADS)
+
+    assert errors(outcomes) == []
+    lease.refresh_from_db()
+    assert lease.expires_at < before + timedelta(hours=THREADS)  # some prolongs were overwritten

@@ -19,8 +19,7 @@ from builders.models import AuditEvent, Builder, Lease
 from builders.providers.base import ProviderError, generate_host_key
 from builders.services import Via
 from builders.services.machines import check_ssh, machine_of
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_pool
+from tests.builders.factories import make_pool
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from builders.models import AuditEvent, Builder, Lease, Pool, QuotaOverride, QuotaPolicy
 from builders.services import pool_health
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +38,7 @@ def pool(db):
 def active(pool, user):
     """An SSH lease in use: its builder, the lease, an override and a few audit events."""
     builder = make_builder(pool, state=Builder.State.LEASED, sandbox="ssh-admin", single_use=True)
-    lease = make_lease(user, sandbox="ssh-admin", builder=builder, purpose="build 12")
+    lease = make_ssh_lease(owner=user, sandbox="ssh-admin", builder=builder, purpose="build 12")
     QuotaOverride.objects.create(user=user, max_ssh_builders=3, note="workshop")
     AuditEvent.objects.create(
         action=AuditEvent.Action.LEASE_STARTED, actor=user, lease=lease, builder=builder

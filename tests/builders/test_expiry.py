@@ -12,8 +12,7 @@ from builders import services, tasks
 from builders.models import AuditEvent, Builder, Lease, QuotaOverride
 from builders.services import LeaseNotActive, ProlongRefused, Via
 from builders.services.machines import BUILDER_ID_KEY, CREATED_KEY
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_pool
+from tests.builders.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from builders import services
 from builders.models import AuditEvent, Builder, Lease
-from tests.factories import make_builder, make_lease
+from tests.builders.factories import make_builder, make_lease
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from django.utils import timezone
 from builders import services, tasks
 from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.services import Via, pools
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_pool
+from tests.builders.factories import make_pool
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from builders import services
 from builders.models import AuditEvent, Builder, Lease, QuotaOverride, QuotaPolicy
 from builders.services.quota import delete_quota_override
 from builders.tasks import tick
-from tests.factories import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_lease, make_pool
 
 pytestmark = pytest.mark.django_db
 

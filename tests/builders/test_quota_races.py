@@ -19,8 +19,8 @@ from django.utils import timezone
 from builders import services
 from builders.models import AuditEvent, Builder, Lease, QuotaOverride, QuotaPolicy
 from builders.services import quota as quotas
+from tests.builders.factories import make_builder, make_lease, make_pool
 from tests.concurrency import errors, run_at_once
-from tests.factories import make_builder, make_lease, make_pool
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,8 +10,7 @@ import pytest
 from builders import services
 from builders.models import Builder, Lease
 from builders.services import Via
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 
 SANDBOX = "alice/proj--alice"
 OTHER = "bob/proj--bob"
@@ -187,7 +186,7 @@ def test_builder_whose_ssh_lease_ended_is_never_assigned_to_anyone(queued, pool,
 def test_single_use_builder_is_terminated_even_when_a_build_lease_ends_on_it(queued, pool, user):
     # A builder once lent with SSH must never come back, whoever's lease ends last on it.
     builder = make_builder(pool, state=Builder.State.LEASED, sandbox=SANDBOX, single_use=True)
-    lease = make_lease(user, ssh=False, sandbox=SANDBOX, builder=builder)
+    lease = make_ssh_lease(owner=user, ssh=False, sandbox=SANDBOX, builder=builder)
     _release(queued, lease, user)
     builder.refresh_from_db()
     assert builder.state == Builder.State.TERMINATING

@@ -12,8 +12,7 @@ from builders import services
 from builders.models import AuditEvent, Builder, Lease
 from builders.services.machines import machine_of, provider_for
 from keys.parser import parse_keys
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_pool
+from tests.builders.factories import make_pool
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 

@@ -13,8 +13,7 @@ from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.providers.base import generate_host_key
 from builders.providers.local import LocalProvider
 from builders.services import machines
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 from tests.builders.fakes import FakeProvider
 from tests.leaks import Accounts, builder_accounts, processes_of
 
@@ -39,7 +38,7 @@ def test_stop_builders_leaves_no_sshd_of_the_local_pool_behind(queued, builders_
     queued.take()
     leased = Builder.objects.get(pk=ids[0])
     Builder.objects.filter(pk=leased.pk).update(state=Builder.State.LEASED, sandbox="s-1")
-    lease = make_lease(user, builder=leased, ssh=False, sandbox="s-1")
+    lease = make_ssh_lease(owner=user, builder=leased, ssh=False, sandbox="s-1")
     # A sandbox whose builder row is gone (the database was reset, say) still runs an sshd.
     stray = LocalProvider(builders_root).create(
         name="coprssh-stray",

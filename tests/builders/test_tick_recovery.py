@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from builders import services, tasks
 from builders.models import AuditEvent, Builder, Lease
-from tests.builders.conftest_lifecycle import *  # noqa: F403 - the fixtures
-from tests.builders.conftest_lifecycle import make_builder, make_lease, make_pool
+from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 
 pytestmark = pytest.mark.django_db
 
@@ -98,7 +97,7 @@ def test_builder_of_a_deleted_active_ssh_lease_is_terminated_at_the_next_tick(qu
     builder = make_builder(
         pool, state=Builder.State.LEASED, provider_id=machine.provider_id, single_use=True, sandbox="ssh-1"
     )
-    lease = make_lease(user, builder=builder, sandbox="ssh-1")
+    lease = make_ssh_lease(owner=user, builder=builder, sandbox="ssh-1")
     Lease.objects.filter(pk=lease.pk).delete()  # as the admin's delete did, bypassing the services
 
     clock.shift(TICK_EVERY)
@@ -116,8 +115,8 @@ def test_builder_left_leased_by_an_ended_lease_is_terminated(queued, fake, user,
     pool = make_pool(name="cloud")
     machine = fake.add_machine("cloud-y", {})
     builder = make_builder(pool, state=Builder.State.LEASED, provider_id=machine.provider_id, sandbox="s")
-    make_lease(
-        user, builder=builder, sandbox="s", ssh=False, state=Lease.State.ENDED, ended_at=timezone.now()
+    make_ssh_lease(
+        owner=user, builder=builder, sandbox="s", ssh=False, state=Lease.State.ENDED, ended_at=timezone.now()
     )
 
     clock.shift(TICK_EVERY)
@@ -132,7 +131,7 @@ def test_builder_with_an_open_lease_is_left_alone(queued, fake, user, clock):
     pool = make_pool(name="cloud")
     machine = fake.add_machine("cloud-z", {})
     builder = make_builder(pool, state=Builder.State.LEASED, provider_id=machine.provider_id, sandbox="ssh-2")
-    make_lease(user, builder=builder, sandbox="ssh-2")
+    make_ssh_lease(owner=user, builder=builder, sandbox="ssh-2")
 
     clock.shift(timedelta(hours=2))
     assert queued.call(services.recover_abandoned_builders) == []

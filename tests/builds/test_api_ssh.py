@@ -31,9 +31,9 @@ from builders.services import quota as quotas
 from builds import services, storage
 from builds.models import Build, BuildChroot, Chroot, SrpmPhase, State
 from keys.services import add_saved_key
+from tests.builders.factories import make_builder, make_pool
 from tests.builds.test_api_builds import client_for, finished_build, make_build, snapshot
 from tests.concurrency import run_at_once
-from tests.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -217,6 +217,7 @@ def make_ready(lease_id: int) -> Lease:
         state=Builder.State.LEASED,
         sandbox=lease.sandbox,
         single_use=True,
+        ipv4="127.0.0.1",
         port=2222,
         host_key=generate_host_key().public_line,
     )

@@ -52,13 +52,13 @@ def project(user, chroots) -> Project:
 
 
 @pytest.fixture
-def browser(client, user) -> Client:
+def logged_in_client(client, user) -> Client:
     client.force_login(user)
     return client
 
 
 @pytest.fixture
-def other_browser(other_user) -> Client:
+def other_client(other_user) -> Client:
     client = Client()
     client.force_login(other_user)
     return client
@@ -139,18 +139,18 @@ def test_pages_that_change_things_send_anonymous_users_to_log_in(client, submit,
 
 
 @pytest.mark.django_db
-def test_another_user_cannot_build_cancel_or_resubmit_in_my_project(other_browser, submit, demo_spec):
+def test_another_user_cannot_build_cancel_or_resubmit_in_my_project(other_client, submit, demo_spec):
     running, done = submit(), submit()
     set_states(done, State.FAILED)
 
-    assert other_browser.get(NEW_BUILD_URL).status_code == 403
+    assert other_client.get(NEW_BUILD_URL).status_code == 403
     upload = spec_upload(demo_spec)
     assert (
-        other_browser.post(NEW_BUILD_URL, {"source_type": "upload", "source_file": upload}).status_code == 403
+        other_client.post(NEW_BUILD_URL, {"source_type": "upload", "source_file": upload}).status_code == 403
     )
-    assert other_browser.post(build_url(running.pk, "cancel/")).status_code == 403
-    assert other_browser.get(build_url(done.pk, "resubmit/")).status_code == 403
-    assert other_browser.post(build_url(done.pk, "resubmit/"), {"chroots": CHROOTS[1:]}).status_code == 403
+    assert other_client.post(build_url(running.pk, "cancel/")).status_code == 403
+    assert other_client.get(build_url(done.pk, "resubmit/")).status_code == 403
+    assert other_client.post(build_url(done.pk, "resubmit/"), {"chroots": CHROOTS[1:]}).status_code == 403
 
     assert Build.objects.count() == 2
     running.refresh_from_db()
@@ -158,11 +158,11 @@ def test_another_user_cannot_build_cancel_or_resubmit_in_my_project(other_browse
 
 
 @pytest.mark.django_db
-def test_another_user_sees_no_build_buttons(other_browser, submit):
+def test_another_user_sees_no_build_buttons(other_client, submit):
     build = submit()
 
-    project_page = other_browser.get(PROJECT_URL).content.decode()
-    build_page = other_browser.get(build_url(build.pk)).content.decode()
+    project_page = other_client.get(PROJECT_URL).content.decode()
+    build_page = other_client.get(build_url(build.pk)).content.decode()
 
     assert NEW_BUILD_URL not in project_page
     assert "/cancel/" not in build_page
@@ -189,15 +189,15 @@ def test_project_list_shows_projects_newest_first_with_their_last_build(client, 
 
 
 @pytest.mark.django_db
-def test_project_list_offers_a_new_project_to_logged_in_users(browser, chroots):
-    assert NEW_PROJECT_URL in browser.get(PROJECTS_URL).content.decode()
+def test_project_list_offers_a_new_project_to_logged_in_users(logged_in_client, chroots):
+    assert NEW_PROJECT_URL in logged_in_client.get(PROJECTS_URL).content.decode()
 
 
 @pytest.mark.django_db
-def test_new_project_form_groups_active_chroots_by_os_version(browser, chroots):
+def test_new_project_form_groups_active_chroots_by_os_version(logged_in_client, chroots):
     Chroot.objects.create(name="fedora-39-x86_64", os="fedora", version="39", arch="x86_64", active=False)
 
-    content = browser.get(NEW_PROJECT_URL).content.decode()
+    content = logged_in_client.get(NEW_PROJECT_URL).content.decode()
 
     assert re.search(
         r'class="group-name">fedora-42</span>\s*<label class="check"><input[^>]+fedora-42-aarch64', content
@@ -207,8 +207,8 @@ def test_new_project_form_groups_active_chroots_by_os_version(browser, chroots):
 
 
 @pytest.mark.django_db
-def test_new_project_form_creates_the_project(browser, user, chroots):
-    response = browser.post(
+def test_new_project_form_creates_the_project(logged_in_client, user, chroots):
+    response = logged_in_client.post(
         NEW_PROJECT_URL,
         {"name": "tools", "description": "Small tools.", "chroots": ["fedora-42-x86_64", "epel-9-aarch64"]},
         follow=True,
@@ -232,8 +232,8 @@ def test_new_project_form_creates_the_project(browser, user, chroots):
     ],
     ids=["taken", "dash", "slash", "no-chroot", "unknown-chroot"],
 )
-def test_new_project_form_shows_why_it_is_refused(browser, project, data, shown):
-    response = browser.post(NEW_PROJECT_URL, data)
+def test_new_project_form_shows_why_it_is_refused(logged_in_client, project, data, shown):
+    response = logged_in_client.post(NEW_PROJECT_URL, data)
 
     assert response.status_code == 400
     assert shown in response.content.decode()
@@ -260,8 +260,8 @@ def test_project_page_lists_builds_with_their_chroots(client, submit):
 
 
 @pytest.mark.django_db
-def test_project_page_shows_the_new_build_button_to_the_owner(browser, project):
-    assert NEW_BUILD_URL in browser.get(PROJECT_URL).content.decode()
+def test_project_page_shows_the_new_build_button_to_the_owner(logged_in_client, project):
+    assert NEW_BUILD_URL in logged_in_client.get(PROJECT_URL).content.decode()
 
 
 def _make_builds(project: Project, user, count: int) -> None:
@@ -322,8 +322,8 @@ def test_unknown_project_is_404(client, project):
 
 
 @pytest.mark.django_db
-def test_new_build_form_checks_all_of_the_project_chroots(browser, project):
-    content = browser.get(NEW_BUILD_URL).content.decode()
+def test_new_build_form_checks_all_of_the_project_chroots(logged_in_client, project):
+    content = logged_in_client.get(NEW_BUILD_URL).content.decode()
 
     for name in ("fedora-42-x86_64", "fedora-rawhide-x86_64"):
         assert re.search(rf'<input type="checkbox" name="chroots" value="{name}"[^>]* checked>', content)
@@ -335,8 +335,8 @@ def test_new_build_form_checks_all_of_the_project_chroots(browser, project):
 
 
 @pytest.mark.django_db
-def test_new_build_form_submits_an_uploaded_spec(browser, project, demo_spec, storage_dir):
-    response = browser.post(
+def test_new_build_form_submits_an_uploaded_spec(logged_in_client, project, demo_spec, storage_dir):
+    response = logged_in_client.post(
         NEW_BUILD_URL,
         {"source_type": "upload", "source_file": spec_upload(demo_spec), "chroots": ["fedora-42-x86_64"]},
     )
@@ -354,10 +354,10 @@ def test_new_build_form_submits_an_uploaded_spec(browser, project, demo_spec, st
 
 
 @pytest.mark.django_db
-def test_new_build_form_submits_an_uploaded_source_rpm(browser, project, demo_srpm):
+def test_new_build_form_submits_an_uploaded_source_rpm(logged_in_client, project, demo_srpm):
     upload = SimpleUploadedFile(demo_srpm.name, demo_srpm.read_bytes())
 
-    response = browser.post(
+    response = logged_in_client.post(
         NEW_BUILD_URL, {"source_type": "upload", "source_file": upload, "chroots": ["fedora-42-x86_64"]}
     )
 
@@ -368,10 +368,10 @@ def test_new_build_form_submits_an_uploaded_source_rpm(browser, project, demo_sr
 
 
 @pytest.mark.django_db
-def test_new_build_form_submits_a_git_repository(browser, project, settings, storage_dir):
+def test_new_build_form_submits_a_git_repository(logged_in_client, project, settings, storage_dir):
     settings.COPRSSH_ALLOW_LOCAL_SOURCES = True
 
-    response = browser.post(
+    response = logged_in_client.post(
         NEW_BUILD_URL,
         {
             "source_type": "scm",
@@ -396,11 +396,11 @@ def test_new_build_form_submits_a_git_repository(browser, project, settings, sto
 
 
 @pytest.mark.django_db
-def test_new_build_form_submits_a_source_rpm_url(browser, project, settings):
+def test_new_build_form_submits_a_source_rpm_url(logged_in_client, project, settings):
     settings.COPRSSH_ALLOW_LOCAL_SOURCES = True
     url = "http://127.0.0.1:8080/pub/hello-1.0-1.src.rpm"
 
-    response = browser.post(
+    response = logged_in_client.post(
         NEW_BUILD_URL, {"source_type": "url", "url": url, "chroots": ["fedora-42-x86_64"]}
     )
 
@@ -411,11 +411,11 @@ def test_new_build_form_submits_a_source_rpm_url(browser, project, settings):
 
 
 @pytest.mark.django_db
-def test_new_build_form_uses_only_the_chosen_source(browser, project, settings, demo_spec):
+def test_new_build_form_uses_only_the_chosen_source(logged_in_client, project, settings, demo_spec):
     """Without JavaScript every part of the form is sent; `source_type` decides."""
     settings.COPRSSH_ALLOW_LOCAL_SOURCES = True
 
-    response = browser.post(
+    response = logged_in_client.post(
         NEW_BUILD_URL,
         {
             "source_type": "url",
@@ -540,12 +540,12 @@ HOSTILE = [
 @pytest.mark.django_db
 @pytest.mark.parametrize("case", HOSTILE)
 def test_new_build_form_refuses_hostile_input_and_stores_nothing(
-    browser, project, demo_spec, storage_dir, case
+    logged_in_client, project, demo_spec, storage_dir, case
 ):
     data, field, shown = _hostile(demo_spec)[case]
     data.setdefault("chroots", ["fedora-42-x86_64"])
 
-    response = browser.post(NEW_BUILD_URL, data)
+    response = logged_in_client.post(NEW_BUILD_URL, data)
 
     assert response.status_code == 400
     assert shown in response.context["form"].errors[field][0]
@@ -557,7 +557,9 @@ def test_new_build_form_refuses_hostile_input_and_stores_nothing(
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ["../../../evil.spec", "..\\..\\evil.spec", "/etc/cron.d/evil.spec"])
-def test_new_build_form_never_stores_outside_the_storage_dir(browser, project, demo_spec, storage_dir, name):
+def test_new_build_form_never_stores_outside_the_storage_dir(
+    logged_in_client, project, demo_spec, storage_dir, name
+):
     """Django keeps only the base name of an uploaded file; whatever is stored stays in its folder."""
     boundary = "coprssh-boundary"
     body = (
@@ -574,7 +576,7 @@ def test_new_build_form_never_stores_outside_the_storage_dir(browser, project, d
         + f"\r\n--{boundary}--\r\n".encode()
     )
 
-    browser.post(NEW_BUILD_URL, body, content_type=f"multipart/form-data; boundary={boundary}")
+    logged_in_client.post(NEW_BUILD_URL, body, content_type=f"multipart/form-data; boundary={boundary}")
 
     for build in Build.objects.all():
         assert build.source_filename == "evil.spec"
@@ -585,11 +587,11 @@ def test_new_build_form_never_stores_outside_the_storage_dir(browser, project, d
 
 
 @pytest.mark.django_db
-def test_new_build_form_refuses_an_inactive_chroot(browser, project, demo_spec):
+def test_new_build_form_refuses_an_inactive_chroot(logged_in_client, project, demo_spec):
     Chroot.objects.filter(name="fedora-42-x86_64").update(active=False)
 
-    content = browser.get(NEW_BUILD_URL).content.decode()
-    response = browser.post(
+    content = logged_in_client.get(NEW_BUILD_URL).content.decode()
+    response = logged_in_client.post(
         NEW_BUILD_URL,
         {"source_type": "upload", "source_file": spec_upload(demo_spec), "chroots": ["fedora-42-x86_64"]},
     )
@@ -600,8 +602,10 @@ def test_new_build_form_refuses_an_inactive_chroot(browser, project, demo_spec):
 
 
 @pytest.mark.django_db
-def test_new_build_form_escapes_what_was_typed(browser, project):
-    response = browser.post(NEW_BUILD_URL, {"source_type": "url", "url": '"><script>alert(1)</script>'})
+def test_new_build_form_escapes_what_was_typed(logged_in_client, project):
+    response = logged_in_client.post(
+        NEW_BUILD_URL, {"source_type": "url", "url": '"><script>alert(1)</script>'}
+    )
 
     assert response.status_code == 400
     assert b"<script>alert(1)" not in response.content
@@ -750,10 +754,10 @@ def test_raw_log_is_plain_text_and_honours_the_offset(client, submit):
 
 
 @pytest.mark.django_db
-def test_cancel_stops_a_pending_build(browser, submit):
+def test_cancel_stops_a_pending_build(logged_in_client, submit):
     build = submit()
 
-    response = browser.post(build_url(build.pk, "cancel/"), follow=True)
+    response = logged_in_client.post(build_url(build.pk, "cancel/"), follow=True)
 
     assert response.redirect_chain == [(build_url(build.pk), 302)]
     assert f"Build #{build.pk} canceled." in response.content.decode()
@@ -764,15 +768,15 @@ def test_cancel_stops_a_pending_build(browser, submit):
 
 
 @pytest.mark.django_db
-def test_cancel_button_shows_only_while_the_build_runs(browser, submit):
+def test_cancel_button_shows_only_while_the_build_runs(logged_in_client, submit):
     build = submit()
-    running = browser.get(build_url(build.pk)).content.decode()
+    running = logged_in_client.get(build_url(build.pk)).content.decode()
     set_states(
         build,
         State.SUCCEEDED,
         {"fedora-42-x86_64": State.SUCCEEDED, "fedora-rawhide-x86_64": State.SUCCEEDED},
     )
-    finished = browser.get(build_url(build.pk)).content.decode()
+    finished = logged_in_client.get(build_url(build.pk)).content.decode()
 
     assert re.search(r'action="/builds/\d+/cancel/" data-show="running">', running)
     assert re.search(r'action="/builds/\d+/cancel/" data-show="running" hidden>', finished)
@@ -780,11 +784,11 @@ def test_cancel_button_shows_only_while_the_build_runs(browser, submit):
 
 
 @pytest.mark.django_db
-def test_cancel_of_a_finished_build_says_why_not(browser, submit):
+def test_cancel_of_a_finished_build_says_why_not(logged_in_client, submit):
     build = submit()
     set_states(build, State.FAILED)
 
-    response = browser.post(build_url(build.pk, "cancel/"), follow=True)
+    response = logged_in_client.post(build_url(build.pk, "cancel/"), follow=True)
 
     assert f"Build #{build.pk} has already finished (failed)." in response.content.decode()
     build.refresh_from_db()
@@ -792,8 +796,8 @@ def test_cancel_of_a_finished_build_says_why_not(browser, submit):
 
 
 @pytest.mark.django_db
-def test_cancel_refuses_get(browser, submit):
-    assert browser.get(build_url(submit().pk, "cancel/")).status_code == 405
+def test_cancel_refuses_get(logged_in_client, submit):
+    assert logged_in_client.get(build_url(submit().pk, "cancel/")).status_code == 405
 
 
 # --- resubmit -------------------------------------------------------------------------
@@ -804,36 +808,38 @@ def _checked(content: str) -> set[str]:
 
 
 @pytest.mark.django_db
-def test_resubmit_form_preselects_the_failed_chroots(browser, submit):
+def test_resubmit_form_preselects_the_failed_chroots(logged_in_client, submit):
     build = submit()
     set_states(
         build, State.SUCCEEDED, {"fedora-42-x86_64": State.FAILED, "fedora-rawhide-x86_64": State.SUCCEEDED}
     )
 
-    content = browser.get(build_url(build.pk, "resubmit/")).content.decode()
+    content = logged_in_client.get(build_url(build.pk, "resubmit/")).content.decode()
 
     assert _checked(content) == {"fedora-42-x86_64"}
     assert 'value="fedora-rawhide-x86_64"' in content
 
 
 @pytest.mark.django_db
-def test_resubmit_form_preselects_every_chroot_when_none_failed(browser, submit):
+def test_resubmit_form_preselects_every_chroot_when_none_failed(logged_in_client, submit):
     build = submit()
     set_states(build, State.FAILED)  # the SRPM phase failed: the chroots were never built
 
-    content = browser.get(build_url(build.pk, "resubmit/")).content.decode()
+    content = logged_in_client.get(build_url(build.pk, "resubmit/")).content.decode()
 
     assert _checked(content) == {"fedora-42-x86_64", "fedora-rawhide-x86_64"}
 
 
 @pytest.mark.django_db
-def test_resubmit_creates_a_new_build_pointing_back(browser, submit):
+def test_resubmit_creates_a_new_build_pointing_back(logged_in_client, submit):
     build = submit()
     set_states(
         build, State.SUCCEEDED, {"fedora-42-x86_64": State.FAILED, "fedora-rawhide-x86_64": State.SUCCEEDED}
     )
 
-    response = browser.post(build_url(build.pk, "resubmit/"), {"chroots": ["fedora-42-x86_64"]}, follow=True)
+    response = logged_in_client.post(
+        build_url(build.pk, "resubmit/"), {"chroots": ["fedora-42-x86_64"]}, follow=True
+    )
 
     new = Build.objects.get(resubmitted_from=build)
     assert response.redirect_chain == [(build_url(new.pk), 302)]
@@ -842,15 +848,15 @@ def test_resubmit_creates_a_new_build_pointing_back(browser, submit):
     assert new.srpm.lease is not None
     content = response.content.decode()
     assert f'Resubmitted from</dt><dd><a href="/builds/{build.pk}/">#{build.pk}</a>' in content
-    old_page = browser.get(build_url(build.pk)).content.decode()
+    old_page = logged_in_client.get(build_url(build.pk)).content.decode()
     assert f'Resubmitted as</dt><dd><a href="/builds/{new.pk}/">#{new.pk}</a>' in old_page
 
 
 @pytest.mark.django_db
-def test_resubmit_of_a_running_build_shows_the_service_error(browser, submit):
+def test_resubmit_of_a_running_build_shows_the_service_error(logged_in_client, submit):
     build = submit()
 
-    response = browser.post(build_url(build.pk, "resubmit/"), {"chroots": ["fedora-42-x86_64"]})
+    response = logged_in_client.post(build_url(build.pk, "resubmit/"), {"chroots": ["fedora-42-x86_64"]})
 
     assert response.status_code == 400
     assert (
@@ -860,11 +866,11 @@ def test_resubmit_of_a_running_build_shows_the_service_error(browser, submit):
 
 
 @pytest.mark.django_db
-def test_resubmit_needs_a_chroot(browser, submit):
+def test_resubmit_needs_a_chroot(logged_in_client, submit):
     build = submit()
     set_states(build, State.FAILED)
 
-    response = browser.post(build_url(build.pk, "resubmit/"), {"chroots": []})
+    response = logged_in_client.post(build_url(build.pk, "resubmit/"), {"chroots": []})
 
     assert response.status_code == 400
     assert "Choose at least one chroot." in response.content.decode()

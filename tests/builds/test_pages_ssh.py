@@ -27,7 +27,7 @@ from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
 from builds.sources import check_upload
 from builds.templatetags.builds_tags import format_time
 from keys.services import add_saved_key
-from tests.factories import make_builder, make_lease
+from tests.builders.factories import make_builder, make_lease
 
 LOGIN_URL = "/accounts/login/"
 CHROOTS = ["fedora-42-x86_64", "fedora-rawhide-x86_64"]
@@ -136,13 +136,13 @@ def project(user, db) -> Project:
 
 
 @pytest.fixture
-def browser(client, user) -> Client:
+def logged_in_client(client, user) -> Client:
     client.force_login(user)
     return client
 
 
 @pytest.fixture
-def other_browser(other_user) -> Client:
+def other_client(other_user) -> Client:
     client = Client()
     client.force_login(other_user)
     return client
@@ -199,11 +199,11 @@ def failed_build(submit) -> Build:
 
 
 @pytest.fixture
-def ssh_build(browser, failed_build, key) -> Build:
+def ssh_build(logged_in_client, failed_build, key) -> Build:
     """An SSH resubmission of `failed_build` for fedora-42, made through the form."""
     data = {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": key.public}
     # Following the redirect shows (and so consumes) the "submitted" message.
-    response = browser.post(ssh_url(failed_build.pk), data, follow=True)
+    response = logged_in_client.post(ssh_url(failed_build.pk), data, follow=True)
     new = Build.objects.get(resubmitted_from=failed_build, ssh=True)
     assert response.redirect_chain == [(build_url(new.pk), 302)]
     return new
@@ -238,8 +238,8 @@ def messages_of(response) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_ssh_form_preselects_the_failed_chroots_and_shows_the_quota(browser, failed_build):
-    response = browser.get(ssh_url(failed_build.pk))
+def test_ssh_form_preselects_the_failed_chroots_and_shows_the_quota(logged_in_client, failed_build):
+    response = logged_in_client.get(ssh_url(failed_build.pk))
 
     content = response.content.decode()
     assert response.status_code == 200
@@ -257,19 +257,19 @@ def test_ssh_form_preselects_the_failed_chroots_and_shows_the_quota(browser, fai
 
 
 @pytest.mark.django_db
-def test_ssh_form_counts_the_saved_keys(browser, user, failed_build, key, second_key):
+def test_ssh_form_counts_the_saved_keys(logged_in_client, user, failed_build, key, second_key):
     add_saved_key(user=user, title="laptop", public_key=key.public)
     add_saved_key(user=user, title="desktop", public_key=second_key.public)
 
-    content = browser.get(ssh_url(failed_build.pk)).content.decode()
+    content = logged_in_client.get(ssh_url(failed_build.pk)).content.decode()
 
     assert "Use my saved keys (2 keys)" in content
     assert not re.search(r'<input type="checkbox" name="use_saved_keys"[^>]* disabled', content)
 
 
 @pytest.mark.django_db
-def test_ssh_form_names_the_builds_that_hold_the_slots(browser, failed_build, ssh_build):
-    content = browser.get(ssh_url(failed_build.pk)).content.decode()
+def test_ssh_form_names_the_builds_that_hold_the_slots(logged_in_client, failed_build, ssh_build):
+    content = logged_in_client.get(ssh_url(failed_build.pk)).content.decode()
 
     assert (
         f'1 of 2 SSH builders in use</strong>:\n        build <a href="/builds/{ssh_build.pk}/">#{ssh_build.pk}</a>.'
@@ -278,20 +278,20 @@ def test_ssh_form_names_the_builds_that_hold_the_slots(browser, failed_build, ss
 
 
 @pytest.mark.django_db
-def test_ssh_form_over_quota_says_the_build_waits(browser, user, failed_build):
+def test_ssh_form_over_quota_says_the_build_waits(logged_in_client, user, failed_build):
     for _ in range(2):
         make_lease(owner=user, ssh=True, state=Lease.State.WAITING)
 
-    content = browser.get(ssh_url(failed_build.pk)).content.decode()
+    content = logged_in_client.get(ssh_url(failed_build.pk)).content.decode()
 
     assert "2 of 2 SSH builders in use</strong>:" in content
     assert "this build is accepted but <strong>waits</strong>" in content
 
 
 @pytest.mark.django_db
-def test_ssh_form_is_refused_to_other_users(other_browser, failed_build, key):
-    assert other_browser.get(ssh_url(failed_build.pk)).status_code == 403
-    response = other_browser.post(ssh_url(failed_build.pk), {"ssh_public_keys": key.public})
+def test_ssh_form_is_refused_to_other_users(other_client, failed_build, key):
+    assert other_client.get(ssh_url(failed_build.pk)).status_code == 403
+    response = other_client.post(ssh_url(failed_build.pk), {"ssh_public_keys": key.public})
 
     assert response.status_code == 403
     assert Build.objects.count() == 1
@@ -309,9 +309,9 @@ def test_ssh_form_sends_anonymous_users_to_log_in(client, failed_build, method):
 
 
 @pytest.mark.django_db
-def test_ssh_form_creates_an_ssh_build_with_the_canonical_key(browser, user, failed_build, key):
+def test_ssh_form_creates_an_ssh_build_with_the_canonical_key(logged_in_client, user, failed_build, key):
     # A pasted key with spaces around it and a CRLF, as a browser sends it.
-    response = browser.post(
+    response = logged_in_client.post(
         ssh_url(failed_build.pk),
         {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": f"\r\n  {key.public}  \r\n"},
         follow=True,
@@ -336,10 +336,10 @@ def test_ssh_form_creates_an_ssh_build_with_the_canonical_key(browser, user, fai
 
 
 @pytest.mark.django_db
-def test_ssh_form_deploys_the_saved_keys(browser, user, failed_build, key):
+def test_ssh_form_deploys_the_saved_keys(logged_in_client, user, failed_build, key):
     add_saved_key(user=user, title="laptop", public_key=key.public)
 
-    response = browser.post(
+    response = logged_in_client.post(
         ssh_url(failed_build.pk),
         {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": "", "use_saved_keys": "on"},
     )
@@ -350,8 +350,8 @@ def test_ssh_form_deploys_the_saved_keys(browser, user, failed_build, key):
 
 
 @pytest.mark.django_db
-def test_ssh_form_fetches_github_keys(browser, failed_build, github, key):
-    response = browser.post(
+def test_ssh_form_fetches_github_keys(logged_in_client, failed_build, github, key):
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": "GitHub:alice"}
     )
 
@@ -362,10 +362,10 @@ def test_ssh_form_fetches_github_keys(browser, failed_build, github, key):
 
 
 @pytest.mark.django_db
-def test_ssh_form_names_the_reference_that_failed(browser, failed_build, github, key):
+def test_ssh_form_names_the_reference_that_failed(logged_in_client, failed_build, github, key):
     text = f"{key.public}\nGitHub:alice GitHub:nobody"
 
-    response = browser.post(
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": text}
     )
 
@@ -377,8 +377,8 @@ def test_ssh_form_names_the_reference_that_failed(browser, failed_build, github,
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("text", ["", "   \r\n\r\n", "# only a comment\n"])
-def test_ssh_form_needs_a_key(browser, failed_build, text):
-    response = browser.post(
+def test_ssh_form_needs_a_key(logged_in_client, failed_build, text):
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": text}
     )
 
@@ -388,7 +388,9 @@ def test_ssh_form_needs_a_key(browser, failed_build, text):
 
 
 @pytest.mark.django_db
-def test_ssh_form_refuses_hostile_lines_each_with_its_line_number(browser, failed_build, key, second_key):
+def test_ssh_form_refuses_hostile_lines_each_with_its_line_number(
+    logged_in_client, failed_build, key, second_key
+):
     blob = second_key.public.split()[1]
     text = "\n".join(
         [
@@ -402,7 +404,7 @@ def test_ssh_form_refuses_hostile_lines_each_with_its_line_number(browser, faile
     last = text.count("\n") + 1
     leases = Lease.objects.count()
 
-    response = browser.post(
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": text}
     )
 
@@ -422,8 +424,8 @@ def test_ssh_form_refuses_hostile_lines_each_with_its_line_number(browser, faile
 
 
 @pytest.mark.django_db
-def test_ssh_form_refuses_a_chroot_of_another_build(browser, failed_build, key):
-    response = browser.post(
+def test_ssh_form_refuses_a_chroot_of_another_build(logged_in_client, failed_build, key):
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["epel-9-aarch64"], "ssh_public_keys": key.public}
     )
 
@@ -433,11 +435,11 @@ def test_ssh_form_refuses_a_chroot_of_another_build(browser, failed_build, key):
 
 
 @pytest.mark.django_db
-def test_ssh_form_of_a_running_build_says_why_not(browser, submit, key):
+def test_ssh_form_of_a_running_build_says_why_not(logged_in_client, submit, key):
     build = submit()
 
-    content = browser.get(ssh_url(build.pk)).content.decode()
-    response = browser.post(
+    content = logged_in_client.get(ssh_url(build.pk)).content.decode()
+    response = logged_in_client.post(
         ssh_url(build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": key.public}
     )
 
@@ -450,10 +452,10 @@ def test_ssh_form_of_a_running_build_says_why_not(browser, submit, key):
 
 
 @pytest.mark.django_db
-def test_ssh_form_escapes_key_comments(browser, failed_build, script_key):
+def test_ssh_form_escapes_key_comments(logged_in_client, failed_build, script_key):
     text = f"{script_key.public}\nnot a key"
 
-    response = browser.post(
+    response = logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": text}
     )
 
@@ -464,8 +466,8 @@ def test_ssh_form_escapes_key_comments(browser, failed_build, script_key):
 
 
 @pytest.mark.django_db
-def test_build_page_escapes_key_comments_and_logs(browser, failed_build, script_key):
-    browser.post(
+def test_build_page_escapes_key_comments_and_logs(logged_in_client, failed_build, script_key):
+    logged_in_client.post(
         ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": script_key.public}
     )
     new = Build.objects.get(resubmitted_from=failed_build)
@@ -473,7 +475,7 @@ def test_build_page_escapes_key_comments_and_logs(browser, failed_build, script_
     storage.backend_log(phase.storage_dir, "<script>alert('log')</script>")
     ready_lease(new, new.submitter)
 
-    content = browser.get(build_url(new.pk)).content.decode()
+    content = logged_in_client.get(build_url(new.pk)).content.decode()
 
     assert "<script>alert" not in content
     assert "&lt;script&gt;alert(&#x27;key&#x27;)&lt;/script&gt;" in content
@@ -484,12 +486,12 @@ def test_build_page_escapes_key_comments_and_logs(browser, failed_build, script_
 
 
 @pytest.mark.django_db
-def test_a_failed_srpm_phase_can_be_resubmitted_with_ssh(browser, submit, key):
+def test_a_failed_srpm_phase_can_be_resubmitted_with_ssh(logged_in_client, submit, key):
     build = finish(submit(), State.FAILED)
 
-    page = browser.get(build_url(build.pk)).content.decode()
-    form = browser.get(ssh_url(build.pk)).content.decode()
-    response = browser.post(ssh_url(build.pk), {"ssh_public_keys": key.public})
+    page = logged_in_client.get(build_url(build.pk)).content.decode()
+    form = logged_in_client.get(ssh_url(build.pk)).content.decode()
+    response = logged_in_client.post(ssh_url(build.pk), {"ssh_public_keys": key.public})
 
     assert f'href="{ssh_url(build.pk)}" data-show="finished">Resubmit and allow SSH' in page
     assert "only the SRPM phase reruns, on the SSH builder;" in form
@@ -506,17 +508,20 @@ def test_a_failed_srpm_phase_can_be_resubmitted_with_ssh(browser, submit, key):
 
 
 @pytest.mark.django_db
-def test_only_the_owner_sees_the_ssh_button(browser, other_browser, failed_build):
-    assert f'href="{ssh_url(failed_build.pk)}"' in browser.get(build_url(failed_build.pk)).content.decode()
-    assert "resubmit-ssh" not in other_browser.get(build_url(failed_build.pk)).content.decode()
+def test_only_the_owner_sees_the_ssh_button(logged_in_client, other_client, failed_build):
+    assert (
+        f'href="{ssh_url(failed_build.pk)}"'
+        in logged_in_client.get(build_url(failed_build.pk)).content.decode()
+    )
+    assert "resubmit-ssh" not in other_client.get(build_url(failed_build.pk)).content.decode()
     assert "resubmit-ssh" not in Client().get(build_url(failed_build.pk)).content.decode()
 
 
 @pytest.mark.django_db
-def test_ssh_button_is_hidden_while_the_build_runs(browser, submit):
+def test_ssh_button_is_hidden_while_the_build_runs(logged_in_client, submit):
     build = submit()
 
-    content = browser.get(build_url(build.pk)).content.decode()
+    content = logged_in_client.get(build_url(build.pk)).content.decode()
 
     assert f'href="{ssh_url(build.pk)}" data-show="finished" hidden>' in content
 
@@ -525,11 +530,11 @@ def test_ssh_button_is_hidden_while_the_build_runs(browser, submit):
 
 
 @pytest.mark.django_db
-def test_ssh_panel_shows_how_to_log_in_when_the_builder_is_ready(browser, ssh_build, user, key):
+def test_ssh_panel_shows_how_to_log_in_when_the_builder_is_ready(logged_in_client, ssh_build, user, key):
     lease = ready_lease(ssh_build, user)
     builder = lease.builder
 
-    content = browser.get(build_url(ssh_build.pk)).content.decode()
+    content = logged_in_client.get(build_url(ssh_build.pk)).content.decode()
 
     assert '<code data-ssh-field="ssh_command">ssh -p 2222 root@192.0.2.10</code>' in content
     assert "data-copy>Copy</button>" in content
@@ -555,10 +560,10 @@ def test_ssh_panel_shows_how_to_log_in_when_the_builder_is_ready(browser, ssh_bu
 
 
 @pytest.mark.django_db
-def test_ssh_panel_has_no_controls_for_other_users(other_browser, ssh_build, user):
+def test_ssh_panel_has_no_controls_for_other_users(other_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
 
-    for someone in (other_browser, Client()):
+    for someone in (other_client, Client()):
         content = someone.get(build_url(ssh_build.pk)).content.decode()
         assert '<span class="state state-ready" data-ssh-field="state">ready</span>' in content
         assert "ssh -p 2222 root@192.0.2.10" not in content  # tests/builds/test_ssh_privacy.py
@@ -567,8 +572,8 @@ def test_ssh_panel_has_no_controls_for_other_users(other_browser, ssh_build, use
 
 
 @pytest.mark.django_db
-def test_ssh_panel_says_a_new_builder_is_coming(browser, ssh_build):
-    content = browser.get(build_url(ssh_build.pk)).content.decode()
+def test_ssh_panel_says_a_new_builder_is_coming(logged_in_client, ssh_build):
+    content = logged_in_client.get(build_url(ssh_build.pk)).content.decode()
 
     assert '<span class="state state-provisioning" data-ssh-field="state">provisioning</span>' in content
     assert "A fresh builder is being prepared" in content
@@ -576,13 +581,15 @@ def test_ssh_panel_says_a_new_builder_is_coming(browser, ssh_build):
 
 
 @pytest.mark.django_db
-def test_ssh_panel_shows_why_a_build_over_quota_waits(browser, user, failed_build, key):
+def test_ssh_panel_shows_why_a_build_over_quota_waits(logged_in_client, user, failed_build, key):
     holders = [make_lease(owner=user, ssh=True, state=Lease.State.WAITING) for _ in range(2)]
-    browser.post(ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": key.public})
+    logged_in_client.post(
+        ssh_url(failed_build.pk), {"chroots": ["fedora-42-x86_64"], "ssh_public_keys": key.public}
+    )
     new = Build.objects.get(resubmitted_from=failed_build)
     lease = new.build_chroots.get().lease
 
-    content = browser.get(build_url(new.pk)).content.decode()
+    content = logged_in_client.get(build_url(new.pk)).content.decode()
 
     assert lease.state == Lease.State.QUEUED
     assert '<span class="state state-queued" data-ssh-field="state">queued</span>' in content
@@ -595,13 +602,13 @@ def test_ssh_panel_shows_why_a_build_over_quota_waits(browser, user, failed_buil
 
 
 @pytest.mark.django_db
-def test_ssh_panel_says_when_the_builder_is_gone(browser, ssh_build, user):
+def test_ssh_panel_says_when_the_builder_is_gone(logged_in_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
     Lease.objects.filter(pk=lease.pk).update(
         state=Lease.State.ENDED, ended_at=timezone.now(), end_reason=Lease.EndReason.EXPIRED
     )
 
-    content = browser.get(build_url(ssh_build.pk)).content.decode()
+    content = logged_in_client.get(build_url(ssh_build.pk)).content.decode()
 
     assert '<span class="state state-ended" data-ssh-field="state">ended</span>' in content
     assert re.search(
@@ -610,10 +617,10 @@ def test_ssh_panel_says_when_the_builder_is_gone(browser, ssh_build, user):
 
 
 @pytest.mark.django_db
-def test_state_json_carries_the_ssh_builder_of_each_phase(browser, ssh_build, user, key):
+def test_state_json_carries_the_ssh_builder_of_each_phase(logged_in_client, ssh_build, user, key):
     lease = ready_lease(ssh_build, user)
 
-    data = browser.get(build_url(ssh_build.pk, "state.json")).json()
+    data = logged_in_client.get(build_url(ssh_build.pk, "state.json")).json()
 
     srpm, chroot = data["phases"]
     assert srpm["ssh"] is None  # the SRPM of the original build is reused: no builder
@@ -640,11 +647,11 @@ def test_state_json_of_a_build_without_ssh_has_no_ssh_data(client, failed_build)
 
 
 @pytest.mark.django_db
-def test_owner_prolongs_the_builder_from_the_panel(browser, ssh_build, user):
+def test_owner_prolongs_the_builder_from_the_panel(logged_in_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
     before = lease.expires_at
 
-    response = browser.post(lease_url(lease.pk, "prolong"), {"hours": "3"}, follow=True)
+    response = logged_in_client.post(lease_url(lease.pk, "prolong"), {"hours": "3"}, follow=True)
 
     lease.refresh_from_db()
     assert response.redirect_chain == [(build_url(ssh_build.pk), 302)]
@@ -655,11 +662,11 @@ def test_owner_prolongs_the_builder_from_the_panel(browser, ssh_build, user):
 
 
 @pytest.mark.django_db
-def test_prolong_past_the_cap_is_refused_naming_the_latest_time(browser, ssh_build, user):
+def test_prolong_past_the_cap_is_refused_naming_the_latest_time(logged_in_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
     before = lease.expires_at
 
-    response = browser.post(lease_url(lease.pk, "prolong"), {"hours": "48"}, follow=True)
+    response = logged_in_client.post(lease_url(lease.pk, "prolong"), {"hours": "48"}, follow=True)
 
     lease.refresh_from_db()
     assert lease.expires_at == before
@@ -671,11 +678,11 @@ def test_prolong_past_the_cap_is_refused_naming_the_latest_time(browser, ssh_bui
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("hours", ["0", "49", "-1", "two", ""])
-def test_prolong_wants_whole_hours_from_1_to_48(browser, ssh_build, user, hours):
+def test_prolong_wants_whole_hours_from_1_to_48(logged_in_client, ssh_build, user, hours):
     lease = ready_lease(ssh_build, user)
     before = lease.expires_at
 
-    response = browser.post(lease_url(lease.pk, "prolong"), {"hours": hours}, follow=True)
+    response = logged_in_client.post(lease_url(lease.pk, "prolong"), {"hours": hours}, follow=True)
 
     lease.refresh_from_db()
     assert lease.expires_at == before
@@ -683,11 +690,11 @@ def test_prolong_wants_whole_hours_from_1_to_48(browser, ssh_build, user, hours)
 
 
 @pytest.mark.django_db
-def test_owner_releases_the_builder_from_the_panel(browser, ssh_build, user):
+def test_owner_releases_the_builder_from_the_panel(logged_in_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
 
-    response = browser.post(lease_url(lease.pk, "release"), follow=True)
-    again = browser.post(lease_url(lease.pk, "release"), follow=True)
+    response = logged_in_client.post(lease_url(lease.pk, "release"), follow=True)
+    again = logged_in_client.post(lease_url(lease.pk, "release"), follow=True)
 
     lease.refresh_from_db()
     assert response.redirect_chain == [(build_url(ssh_build.pk), 302)]
@@ -700,13 +707,13 @@ def test_owner_releases_the_builder_from_the_panel(browser, ssh_build, user):
 
 
 @pytest.mark.django_db
-def test_another_user_can_neither_prolong_nor_release(other_browser, ssh_build, user):
+def test_another_user_can_neither_prolong_nor_release(other_client, ssh_build, user):
     lease = ready_lease(ssh_build, user)
     before = lease.expires_at
 
-    assert other_browser.post(lease_url(lease.pk, "prolong"), {"hours": "1"}).status_code == 404
-    assert other_browser.post(lease_url(lease.pk, "prolong"), {"hours": "99"}).status_code == 404
-    assert other_browser.post(lease_url(lease.pk, "release")).status_code == 404
+    assert other_client.post(lease_url(lease.pk, "prolong"), {"hours": "1"}).status_code == 404
+    assert other_client.post(lease_url(lease.pk, "prolong"), {"hours": "99"}).status_code == 404
+    assert other_client.post(lease_url(lease.pk, "release")).status_code == 404
 
     lease.refresh_from_db()
     assert lease.state == Lease.State.ACTIVE
@@ -714,20 +721,20 @@ def test_another_user_can_neither_prolong_nor_release(other_browser, ssh_build, 
 
 
 @pytest.mark.django_db
-def test_prolong_and_release_of_an_unknown_builder_are_404(browser, user):
+def test_prolong_and_release_of_an_unknown_builder_are_404(logged_in_client, user):
     lease = make_lease(owner=user, ssh=True, state=Lease.State.ACTIVE)  # of no build
 
-    assert browser.post(lease_url(999999, "prolong"), {"hours": "1"}).status_code == 404
-    assert browser.post(lease_url(999999, "release")).status_code == 404
-    assert browser.post(lease_url(lease.pk, "release")).status_code == 404
+    assert logged_in_client.post(lease_url(999999, "prolong"), {"hours": "1"}).status_code == 404
+    assert logged_in_client.post(lease_url(999999, "release")).status_code == 404
+    assert logged_in_client.post(lease_url(lease.pk, "release")).status_code == 404
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("action", ["prolong", "release"])
-def test_prolong_and_release_refuse_get(browser, ssh_build, user, action):
+def test_prolong_and_release_refuse_get(logged_in_client, ssh_build, user, action):
     lease = ready_lease(ssh_build, user)
 
-    assert browser.get(lease_url(lease.pk, action)).status_code == 405
+    assert logged_in_client.get(lease_url(lease.pk, action)).status_code == 405
     response = Client().post(lease_url(lease.pk, action), {"hours": "1"})
     assert response.status_code == 302
     assert response["Location"].startswith(f"{LOGIN_URL}?next=")

@@ -25,8 +25,8 @@ from builds import runner, services, storage
 from builds.models import Build, BuildChroot
 from builds.services import phases
 from keys.parser import parse_keys
+from tests.builders.factories import make_builder, make_pool
 from tests.builds.test_api_ssh import failed_build
-from tests.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -112,7 +112,7 @@ def ready(ssh_build) -> Lease:
     return builders.start_lease(lease_id=lease.pk)
 
 
-def browser(who: Any) -> Client:
+def web_client(who: Any) -> Client:
     client = Client()
     if who is not None:
         client.force_login(who)
@@ -152,7 +152,7 @@ ALL = ["host", "ipv6", "port", "command", "login", "key comment", "key fingerpri
 def test_build_page_hides_the_connection_details_from_others(ssh_build, ready, key, other_user, who):
     viewer = other_user if who == "other" else None
 
-    content = browser(viewer).get(f"/builds/{ssh_build.pk}/").content.decode()
+    content = web_client(viewer).get(f"/builds/{ssh_build.pk}/").content.decode()
 
     assert secrets_in(content, ready, key) == []
     assert '<span class="state state-ready" data-ssh-field="state">ready</span>' in content
@@ -164,7 +164,7 @@ def test_build_page_hides_the_connection_details_from_others(ssh_build, ready, k
 def test_build_page_shows_the_connection_details_to_the_owner_and_staff(
     ssh_build, ready, key, user, staff, who
 ):
-    content = browser(user if who == "owner" else staff).get(f"/builds/{ssh_build.pk}/").content.decode()
+    content = web_client(user if who == "owner" else staff).get(f"/builds/{ssh_build.pk}/").content.decode()
 
     assert secrets_in(content, ready, key) == ALL
     assert f'<code data-ssh-field="ssh_command">{COMMAND}</code>' in content
@@ -174,7 +174,7 @@ def test_build_page_shows_the_connection_details_to_the_owner_and_staff(
 def test_state_json_hides_the_connection_details_from_others(ssh_build, ready, key, other_user, who):
     viewer = other_user if who == "other" else None
 
-    response = browser(viewer).get(f"/builds/{ssh_build.pk}/state.json")
+    response = web_client(viewer).get(f"/builds/{ssh_build.pk}/state.json")
 
     assert secrets_in(response.content.decode(), ready, key) == []
     ssh = response.json()["phases"][1]["ssh"]
@@ -189,7 +189,7 @@ def test_state_json_hides_the_connection_details_from_others(ssh_build, ready, k
 def test_state_json_shows_the_connection_details_to_the_owner_and_staff(
     ssh_build, ready, key, user, staff, who
 ):
-    data = browser(user if who == "owner" else staff).get(f"/builds/{ssh_build.pk}/state.json").json()
+    data = web_client(user if who == "owner" else staff).get(f"/builds/{ssh_build.pk}/state.json").json()
 
     ssh = data["phases"][1]["ssh"]
     assert (ssh["details"], ssh["ssh_command"], ssh["port"], ssh["user"]) == (True, COMMAND, PORT, "root")

@@ -27,9 +27,9 @@ from django.utils import timezone
 from builders.models import Builder, Lease, QuotaPolicy
 from builds import storage
 from builds.models import Build, BuildChroot, SrpmPhase, State
+from tests.builders.factories import make_builder
 from tests.cli.conftest import CHROOTS, Cli, clean_env
 from tests.cli.test_cli import closed_port, move
-from tests.factories import make_builder
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,8 +21,8 @@ def delete_url(key_id: int) -> str:
 
 
 @pytest.fixture
-def browser(client, user) -> Client:
-    """The Django test client, logged in as alice."""
+def logged_in_client(client, user) -> Client:
+    """Django's test client, logged in as alice."""
     client.force_login(user)
     return client
 
@@ -81,8 +81,8 @@ def test_profile_requires_login(client):
 
 
 @pytest.mark.django_db
-def test_profile_shows_the_api_token(browser, user):
-    response = browser.get(PROFILE_URL)
+def test_profile_shows_the_api_token(logged_in_client, user):
+    response = logged_in_client.get(PROFILE_URL)
 
     assert response.status_code == 200
     token = Token.objects.get(user=user)
@@ -90,21 +90,21 @@ def test_profile_shows_the_api_token(browser, user):
 
 
 @pytest.mark.django_db
-def test_profile_shows_the_same_token_every_time(browser, user):
-    browser.get(PROFILE_URL)
-    browser.get(PROFILE_URL)
+def test_profile_shows_the_same_token_every_time(logged_in_client, user):
+    logged_in_client.get(PROFILE_URL)
+    logged_in_client.get(PROFILE_URL)
 
     assert Token.objects.filter(user=user).count() == 1
 
 
 @pytest.mark.django_db
-def test_regenerate_token_replaces_the_token(browser, user):
+def test_regenerate_token_replaces_the_token(logged_in_client, user):
     old = Token.objects.create(user=user).key
     old_client = APIClient()
     old_client.credentials(HTTP_AUTHORIZATION=f"Token {old}")
     assert old_client.get("/api/v1/keys/").status_code == 200
 
-    response = browser.post(TOKEN_URL)
+    response = logged_in_client.post(TOKEN_URL)
 
     assert response.status_code == 302
     assert response["Location"] == PROFILE_URL
@@ -114,18 +114,18 @@ def test_regenerate_token_replaces_the_token(browser, user):
     new_client = APIClient()
     new_client.credentials(HTTP_AUTHORIZATION=f"Token {new}")
     assert new_client.get("/api/v1/keys/").status_code == 200
-    page = browser.get(PROFILE_URL)
+    page = logged_in_client.get(PROFILE_URL)
     assert new.encode() in page.content
     assert old.encode() not in page.content
 
 
 @pytest.mark.django_db
-def test_profile_lists_saved_keys_with_their_fingerprints(browser, user, other_user, make_key):
+def test_profile_lists_saved_keys_with_their_fingerprints(logged_in_client, user, other_user, make_key):
     mine, theirs = make_key("page-mine"), make_key("page-theirs")
     add_saved_key(user=user, title="work laptop", public_key=mine.public)
     add_saved_key(user=other_user, title="bob's laptop", public_key=theirs.public)
 
-    response = browser.get(PROFILE_URL)
+    response = logged_in_client.get(PROFILE_URL)
 
     content = response.content.decode()
     assert "work laptop" in content
@@ -140,10 +140,10 @@ def test_profile_lists_saved_keys_with_their_fingerprints(browser, user, other_u
 
 # Regression: request.user is a lazy wrapper; the quota lock once used type(user).
 @pytest.mark.django_db
-def test_add_key_form_saves_and_lists_the_key(browser, user, make_key):
+def test_add_key_form_saves_and_lists_the_key(logged_in_client, user, make_key):
     key = make_key("page-add")
 
-    response = browser.post(ADD_URL, {"title": "desk", "public_key": key.public}, follow=True)
+    response = logged_in_client.post(ADD_URL, {"title": "desk", "public_key": key.public}, follow=True)
 
     assert response.redirect_chain == [(PROFILE_URL, 302)]
     assert key.fingerprint in response.content.decode()
@@ -167,8 +167,8 @@ def test_add_key_form_saves_and_lists_the_key(browser, user, make_key):
     ],
     ids=["option-prefix", "private-key", "dsa", "certificate", "20kb", "title-escape", "empty"],
 )
-def test_add_key_form_shows_why_a_key_is_refused(browser, make_key, make_input, shown):
-    response = browser.post(ADD_URL, make_input(make_key))
+def test_add_key_form_shows_why_a_key_is_refused(logged_in_client, make_key, make_input, shown):
+    response = logged_in_client.post(ADD_URL, make_input(make_key))
 
     assert response.status_code == 400
     assert shown in response.content.decode()
@@ -176,8 +176,10 @@ def test_add_key_form_shows_why_a_key_is_refused(browser, make_key, make_input, 
 
 
 @pytest.mark.django_db
-def test_add_key_form_escapes_what_was_typed(browser):
-    response = browser.post(ADD_URL, {"title": "<b>x</b>", "public_key": "<script>alert(1)</script>"})
+def test_add_key_form_escapes_what_was_typed(logged_in_client):
+    response = logged_in_client.post(
+        ADD_URL, {"title": "<b>x</b>", "public_key": "<script>alert(1)</script>"}
+    )
 
     assert response.status_code == 400
     assert b"<script>alert(1)" not in response.content
@@ -186,10 +188,10 @@ def test_add_key_form_escapes_what_was_typed(browser):
 
 
 @pytest.mark.django_db
-def test_delete_key_removes_own_key(browser, user, make_key):
+def test_delete_key_removes_own_key(logged_in_client, user, make_key):
     saved = add_saved_key(user=user, title="old laptop", public_key=make_key("page-del").public)
 
-    response = browser.post(delete_url(saved.pk), follow=True)
+    response = logged_in_client.post(delete_url(saved.pk), follow=True)
 
     assert response.redirect_chain == [(PROFILE_URL, 302)]
     assert f"Deleted key “old laptop” ({saved.fingerprint})." in response.content.decode()
@@ -197,10 +199,10 @@ def test_delete_key_removes_own_key(browser, user, make_key):
 
 
 @pytest.mark.django_db
-def test_delete_key_of_another_user_is_404(browser, other_user, make_key):
+def test_delete_key_of_another_user_is_404(logged_in_client, other_user, make_key):
     saved = add_saved_key(user=other_user, title="bob's", public_key=make_key("page-bob").public)
 
-    response = browser.post(delete_url(saved.pk))
+    response = logged_in_client.post(delete_url(saved.pk))
 
     assert response.status_code == 404
     assert SavedKey.objects.filter(pk=saved.pk).exists()
@@ -219,8 +221,8 @@ def test_delete_key_requires_login(client, user, make_key):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("url", [ADD_URL, "/keys/1/delete/", TOKEN_URL])
-def test_post_only_urls_refuse_get(browser, url):
-    assert browser.get(url).status_code == 405
+def test_post_only_urls_refuse_get(logged_in_client, url):
+    assert logged_in_client.get(url).status_code == 405
 
 
 # --- CSRF ----------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Small helpers that make rows with sensible defaults; keyword overrides win."""
+"""Rows of the builders app with sensible defaults: `make_pool`, `make_builder`, `make_lease`.
+
+Keyword overrides win. Test modules import the helpers by name; fixtures live in conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from django.utils import timezone
 from builders.models import Builder, Lease, Pool
 
 _seq = itertools.count(1)
+
+# A syntactically plausible host key; tests that connect or fingerprint give a real one.
+FAKE_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake"
 
 
 def make_pool(**overrides: Any) -> Pool:
@@ -28,18 +34,21 @@ def make_pool(**overrides: Any) -> Pool:
     return Pool.objects.create(**fields)
 
 
-def make_builder(**overrides: Any) -> Builder:
-    """A fresh READY builder (no sandbox yet) in the given pool, or in a new one."""
-    if "pool" not in overrides:
-        overrides["pool"] = make_pool()
+def make_builder(pool: Pool | None = None, /, **overrides: Any) -> Builder:
+    """A fresh READY builder (no sandbox yet) in `pool` (positional or `pool=`), or in a new one.
+
+    No machine is behind it unless `provider_id` names one.
+    """
+    pool = overrides.pop("pool", pool) or make_pool()
     now = timezone.now()
     n = next(_seq)
     fields: dict[str, Any] = {
+        "pool": pool,
         "state": Builder.State.READY,
         "name": f"builder-{n}",
-        "provider_id": f"coprssh-builder-{n}",
-        "ipv4": "127.0.0.1",
+        "ipv4": "192.0.2.1",  # TEST-NET-1: nothing answers there
         "port": 22,
+        "host_key": FAKE_HOST_KEY,
         "sandbox": None,
         "ready_at": now,
         "state_changed_at": now,
@@ -72,3 +81,9 @@ def make_lease(*, owner: AbstractBaseUser, **overrides: Any) -> Lease:
         fields.setdefault("ended_at", now)
         fields.setdefault("end_reason", Lease.EndReason.RELEASED)
     return Lease.objects.create(**fields)
+
+
+def make_ssh_lease(*, owner: AbstractBaseUser, **overrides: Any) -> Lease:
+    """An active SSH lease expiring in an hour, as `start_lease` leaves one."""
+    fields: dict[str, Any] = {"ssh": True, "state": Lease.State.ACTIVE, "sandbox": "ssh-fixture"}
+    return make_lease(owner=owner, **(fields | overrides))
