@@ -19,19 +19,17 @@ from builders.services.leases import (
 from builders.services.machines import (
     check_idle_builders,
     delete_builder,
-    delete_orphans,
     delete_terminating,
     ensure_capacity,
     health_check,
     provision_builder,
-    recover_abandoned_builders,
-    recover_stuck,
     retry_due_provisions,
     terminate_builder,
 )
 from builders.services.pools import PoolHealth, resume_pool
 from builders.services.pools import health_of as pool_health
 from builders.services.quota import quota_for, slot_holders
+from builders.services.recovery import delete_orphans, recover_abandoned_builders, recover_stuck
 
 __all__ = [
     "Access",

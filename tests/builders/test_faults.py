@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from builders import services, tasks
 from builders.models import AuditEvent, Builder, Lease
-from builders.services import Via, machines
+from builders.services import Via, recovery
 from builders.services.machines import BUILDER_ID_KEY, CREATED_KEY, MAX_ATTEMPTS
 from tests.builders.factories import make_builder, make_pool
 
@@ -301,7 +301,7 @@ def test_failed_delete_is_retried_by_recover_stuck_once_the_builder_is_stuck(que
         assert "503" in builder.last_error
         assert builder.provider_id in fake.machines
 
-        clock.shift(machines.TERMINATE_STUCK_AFTER - timedelta(seconds=30))
+        clock.shift(recovery.TERMINATE_STUCK_AFTER - timedelta(seconds=30))
         assert queued.call(services.recover_stuck) == {"provisioning": [], "terminating": []}
         assert queued.take() == []
 
@@ -311,7 +311,7 @@ def test_failed_delete_is_retried_by_recover_stuck_once_the_builder_is_stuck(que
         queued.run(only=DELETE)
     builder.refresh_from_db()
     assert builder.state == Builder.State.TERMINATED
-    assert builder.terminated_at == start + machines.TERMINATE_STUCK_AFTER + timedelta(seconds=30)
+    assert builder.terminated_at == start + recovery.TERMINATE_STUCK_AFTER + timedelta(seconds=30)
     assert fake.machines == {}
     assert fake.deleted() == [builder.provider_id, builder.provider_id]
 
@@ -329,7 +329,7 @@ def test_delete_of_a_machine_already_gone_still_terminates_the_builder(queued, f
 
 
 def test_provisioning_abandoned_by_a_dead_worker_is_resumed_by_recover_stuck(queued, fake, pool):
-    old = timezone.now() - machines.PROVISION_STUCK_AFTER - timedelta(minutes=1)
+    old = timezone.now() - recovery.PROVISION_STUCK_AFTER - timedelta(minutes=1)
     # The worker claimed attempt 1, its create succeeded, then it was killed before recording it.
     builder = make_builder(
         pool, state=Builder.State.PROVISIONING, attempts=1, state_changed_at=old, ipv4=None, host_key=""
@@ -369,7 +369,7 @@ def test_lease_whose_start_task_was_lost_is_recovered_by_the_tick(queued, fake, 
 
 
 def test_provisioning_stuck_on_its_last_attempt_fails(queued, fake, pool):
-    old = timezone.now() - machines.PROVISION_STUCK_AFTER - timedelta(minutes=1)
+    old = timezone.now() - recovery.PROVISION_STUCK_AFTER - timedelta(minutes=1)
     builder = make_builder(
         pool, state=Builder.State.PROVISIONING, attempts=MAX_ATTEMPTS, state_changed_at=old, ipv4=None
     )
