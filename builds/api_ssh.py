@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
-from builds.ssh_view import SshBuilderView, public_state, served_by, ssh_builders_of
+from builds.selectors import served_by
+from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
 from coprssh.exceptions import NotFoundError
 
 MAX_PROLONG_HOURS = 48
