@@ -26,7 +26,16 @@ from rest_framework.views import APIView
 from builders import services as builders
 from builds import services, sources, storage
 from builds.files import LOG_NAMES, log_url, result_url
-from builds.models import PROJECT_NAME_RE, Build, BuildChroot, Chroot, Project, SrpmPhase, State
+from builds.models import (
+    PROJECT_NAME_RE,
+    SOURCE_FIELDS,
+    Build,
+    BuildChroot,
+    Chroot,
+    Project,
+    SrpmPhase,
+    State,
+)
 from builds.sources import Source
 from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
 from coprssh.exceptions import ForbiddenError, NotFoundError
@@ -35,11 +44,6 @@ from keys.parser import MAX_INPUT_BYTES
 
 # `owner/name`: a Django user name, then a project name.
 FULL_NAME_RE = re.compile(rf"(?P<owner>[\w.@+-]{{1,150}})/(?P<name>{PROJECT_NAME_RE.pattern})")
-SOURCE_FIELDS = {
-    Build.SourceType.UPLOAD: ("source_file",),
-    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
-    Build.SourceType.URL: ("url",),
-}
 REQUIRED_SOURCE_FIELDS = {
     Build.SourceType.UPLOAD: ("source_file",),
     Build.SourceType.SCM: ("clone_url", "spec"),

@@ -152,6 +152,14 @@ class Build(models.Model):
         return f"{self.project.owner.get_username()}/{self.project.name}"
 
 
+# The fields that say where each kind of source comes from (the build form and the API take these names).
+SOURCE_FIELDS = {
+    Build.SourceType.UPLOAD: ("source_file",),
+    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
+    Build.SourceType.URL: ("url",),
+}
+
+
 class Phase(models.Model):
     """Work done for a build on one leased builder: the SRPM phase, or the RPM phase of a chroot."""
 

@@ -1,8 +1,16 @@
 """State changes of the builders app. Callers import from here."""
 
-from builders.services.access import Access, DeployError, deploy_ssh_access, refresh_lease_file, warn_expiring
+from builders.services.access import (
+    Access,
+    DeployError,
+    LeaseInfo,
+    deploy_ssh_access,
+    refresh_lease_file,
+    warn_expiring,
+)
 from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
 from builders.services.leases import (
+    MAX_PROLONG_HOURS,
     assign_waiting_leases,
     expire_leases,
     issue_lease_token,
@@ -34,8 +42,10 @@ from builders.services.pools import health_of as pool_health
 from builders.services.quota import quota_for, slot_holders
 
 __all__ = [
+    "MAX_PROLONG_HOURS",
     "Access",
     "DeployError",
+    "LeaseInfo",
     "deploy_ssh_access",
     "refresh_lease_file",
     "warn_expiring",

@@ -153,14 +153,14 @@ def _fail_start(phase: Phase, reason: str) -> None:
 def _open_ssh_access(phase: Phase, workdir: str) -> None:
     """Before an SSH build starts: the user's keys, copr-builder and the lease file on the builder."""
     build = phase.build
-    info = {
-        "build_id": build.pk,
-        "chroot": chroot_of(phase),
-        "project": build.project.full_name,
-        "workdir": workdir,
-        "rerun": rerun_command(workdir),
-        "results": f"{workdir}/results",
-    }
+    info = builders.LeaseInfo(
+        project=build.project.full_name,
+        build_id=build.pk,
+        chroot=chroot_of(phase),
+        workdir=workdir,
+        rerun=rerun_command(workdir),
+        results=f"{workdir}/results",
+    )
     access = builders.deploy_ssh_access(
         lease_id=phase.lease_id, keys=keys_of(build), info=info, via=builders.TASK
     )
