@@ -96,7 +96,7 @@ class LeaseProlongView(_LeaseTokenView):
     """Add hours to the lease's expiry; 400 past its cap (the message names the latest time)."""
 
     class ProlongInput(serializers.Serializer[dict[str, int]]):
-        hours = serializers.IntegerField(min_value=1, max_value=48, default=1)
+        hours = serializers.IntegerField(min_value=1, max_value=services.MAX_PROLONG_HOURS, default=1)
 
     @extend_schema(request=ProlongInput, responses={200: LeaseOutput, 409: CONFLICT})
     def post(self, request: Request) -> Response:

@@ -28,6 +28,7 @@ from builds.files import LOG_NAMES, log_url, result_url
 from builds.models import (
     CHROOT_NAME_RE,
     PROJECT_NAME_RE,
+    SOURCE_FIELDS,
     Build,
     BuildChroot,
     Chroot,
@@ -45,11 +46,6 @@ from keys.parser import MAX_INPUT_BYTES
 # `owner/name`: a Django user name, then a project name.
 USERNAME_PATTERN = r"[\w.@+-]{1,150}"
 FULL_NAME_RE = re.compile(rf"(?P<owner>{USERNAME_PATTERN})/(?P<name>{PROJECT_NAME_RE.pattern})")
-SOURCE_FIELDS = {
-    Build.SourceType.UPLOAD: ("source_file",),
-    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
-    Build.SourceType.URL: ("url",),
-}
 REQUIRED_SOURCE_FIELDS = {
     Build.SourceType.UPLOAD: ("source_file",),
     Build.SourceType.SCM: ("clone_url", "spec"),

@@ -16,11 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
-from builds.ssh_view import SshBuilderView, public_state, served_by, ssh_builders_of
+from builds.selectors import served_by
+from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
 from coprssh.exceptions import NotFoundError
 from coprssh.openapi import CONFLICT, NOT_FOUND
-
-MAX_PROLONG_HOURS = 48
 
 
 class SshBuilderOutput(serializers.Serializer):
@@ -77,7 +76,7 @@ class SshBuilderProlongView(APIView):
     """Add hours to the expiry; 400 past the cap (naming the latest time), 409 once it has ended."""
 
     class SshBuilderProlongInput(serializers.Serializer):
-        hours = serializers.IntegerField(min_value=1, max_value=MAX_PROLONG_HOURS, default=1)
+        hours = serializers.IntegerField(min_value=1, max_value=builders.MAX_PROLONG_HOURS, default=1)
 
     @extend_schema(
         operation_id="ssh_builders_prolong",

@@ -11,8 +11,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.validators import ProhibitNullCharactersValidator
 from django.forms.boundfield import BoundWidget
 
-from builders.services.leases import MAX_PROLONG_HOURS
-from builds.models import Build, BuildChroot, Chroot, State
+from builders.services import MAX_PROLONG_HOURS
+from builds.models import SOURCE_FIELDS, Build, BuildChroot, Chroot, State
 from builds.sources import SourceError, check_scm, check_upload, check_url
 from keys.parser import MAX_INPUT_BYTES
 from keys.services import KeyInputError, resolve_keys
@@ -54,13 +54,6 @@ class ProjectForm(forms.Form):
             (group, [(boxes[c.name], c.arch) for c in members])
             for group, members in groupby(self.chroots, key=lambda c: f"{c.os}-{c.version}")
         ]
-
-
-SOURCE_FIELDS = {
-    Build.SourceType.UPLOAD: ("source_file",),
-    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
-    Build.SourceType.URL: ("url",),
-}
 
 
 class BuildForm(forms.Form):

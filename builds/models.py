@@ -127,12 +127,6 @@ class Build(models.Model):
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["project", "-id"], name="builds_build_project_idx"),
-            # The tick's watchdog: builds that are not over yet.
-            models.Index(
-                fields=["state"],
-                condition=~Q(state__in=["succeeded", "failed", "canceled"]),
-                name="builds_build_open_idx",
-            ),
         ]
 
     def __str__(self) -> str:
@@ -150,6 +144,14 @@ class Build(models.Model):
     @property
     def storage_dir(self) -> str:
         return f"{self.project.owner.get_username()}/{self.project.name}"
+
+
+# The fields that say where each kind of source comes from (the build form and the API take these names).
+SOURCE_FIELDS = {
+    Build.SourceType.UPLOAD: ("source_file",),
+    Build.SourceType.SCM: ("clone_url", "committish", "spec"),
+    Build.SourceType.URL: ("url",),
+}
 
 
 class Phase(models.Model):
@@ -185,10 +187,29 @@ class Phase(models.Model):
         return self.lease.queue_reason
 
 
+def sweep_indexes(prefix: str) -> list[models.Index]:
+    """The partial indexes of the builds tick's sweeps (builds.services.phases.rescue_phases), per phase table."""
+    return [
+        # rescue_phases: running phases whose watcher's claim (watch_until) is over or was never taken.
+        models.Index(
+            fields=["watch_until"], condition=Q(state=State.RUNNING), name=f"builds_{prefix}_running_idx"
+        ),
+        # rescue_phases: phases left starting by a worker that died, past their claim (watch_until).
+        models.Index(
+            fields=["watch_until"], condition=Q(state=State.STARTING), name=f"builds_{prefix}_starting_idx"
+        ),
+        # rescue_phases: pending phases whose lease has ended (joined on the lease).
+        models.Index(fields=["lease"], condition=Q(state=State.PENDING), name=f"builds_{prefix}_pending_idx"),
+    ]
+
+
 class SrpmPhase(Phase):
     """The SRPM phase of a build: source in, SRPM and spec out."""
 
     build = models.OneToOneField(Build, on_delete=models.CASCADE, related_name="srpm")
+
+    class Meta:
+        indexes = sweep_indexes("srpm")
 
     def __str__(self) -> str:
         return f"{self.build} srpm"
@@ -209,6 +230,7 @@ class BuildChroot(Phase):
         constraints = [
             models.UniqueConstraint(fields=["build", "chroot"], name="builds_buildchroot_unique"),
         ]
+        indexes = sweep_indexes("chroot")
 
     def __str__(self) -> str:
         return f"{self.build} {self.chroot}"

@@ -18,7 +18,8 @@ from builders import ssh
 from builders.models import Builder, Lease
 from builders.services.access import host_key_fingerprint
 from builds.models import Build, BuildChroot, SrpmPhase
-from keys.parser import PublicKey, parse_keys
+from builds.selectors import builds_served_by, chroot_of, keys_of
+from keys.parser import PublicKey
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def keys_shown(build: Build, viewer: AbstractBaseUser | AnonymousUser | None) ->
     """The keys of an SSH build (with their comments), for its owner and staff; nobody else's business."""
     if not build.ssh or not sees_connection_details(viewer, build.submitter_id):
         return []
-    return parse_keys(build.ssh_keys, allow_references=False, max_keys=None).keys
+    return keys_of(build)
 
 
 def key_count(build: Build) -> int:
@@ -74,11 +75,7 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: b
     """The SSH builder of `lease`; without `details`, nothing that says where or how to log in."""
     builder: Builder | None = lease.builder
     ready = bool(details and lease.state == Lease.State.ACTIVE and builder is not None and builder.host)
-    fingerprints = (
-        [k.fingerprint for k in parse_keys(build.ssh_keys, allow_references=False, max_keys=None).keys]
-        if build and details
-        else []
-    )
+    fingerprints = [k.fingerprint for k in keys_of(build)] if build and details else []
     return SshBuilderView(
         id=lease.pk,
         build_id=build.pk if build else None,
@@ -100,21 +97,6 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: b
     )
 
 
-def served_by(lease_ids: list[int]) -> dict[int, tuple[int, str]]:
-    """Lease id → (build id, chroot name or "srpm") for the phases these leases serve."""
-    served = {
-        lease_id: (build_id, chroot)
-        for lease_id, build_id, chroot in BuildChroot.objects.filter(lease_id__in=lease_ids).values_list(
-            "lease_id", "build_id", "chroot__name"
-        )
-    }
-    for lease_id, build_id in SrpmPhase.objects.filter(lease_id__in=lease_ids).values_list(
-        "lease_id", "build_id"
-    ):
-        served[lease_id] = (build_id, "srpm")
-    return served
-
-
 def ssh_builders_of(user: AbstractBaseUser, *, lease_id: int | None = None) -> list[SshBuilderView]:
     """The user's SSH builders, newest first, in a constant number of queries."""
     leases = Lease.objects.filter(owner_id=user.pk, ssh=True).select_related("builder").order_by("-id")
@@ -122,11 +104,7 @@ def ssh_builders_of(user: AbstractBaseUser, *, lease_id: int | None = None) -> l
         leases = leases.filter(pk=lease_id)
     leases = list(leases[:200])
     ids = [lease.pk for lease in leases]
-    phases: dict[int, tuple[Build, str]] = {}
-    for phase in BuildChroot.objects.filter(lease_id__in=ids).select_related("build", "chroot"):
-        phases[phase.lease_id] = (phase.build, phase.chroot.name)
-    for phase in SrpmPhase.objects.filter(lease_id__in=ids).select_related("build"):
-        phases[phase.lease_id] = (phase.build, "srpm")
+    phases = builds_served_by(ids)
     # The user's own leases: the owner sees the details of each.
     return [view_of(lease, *phases.get(lease.pk, (None, None)), details=True) for lease in leases]
 
@@ -137,6 +115,6 @@ def ssh_builder_of_phase(
     """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API)."""
     if not phase.build.ssh or phase.lease is None:
         return None
-    chroot = "srpm" if isinstance(phase, SrpmPhase) else phase.chroot.name
+    chroot = chroot_of(phase)
     details = sees_connection_details(viewer, phase.lease.owner_id)
     return view_of(phase.lease, phase.build, chroot, details=details)

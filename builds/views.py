@@ -24,8 +24,10 @@ from builders.models import Lease
 from builds import services, storage
 from builds.files import LOG_NAMES, log_url, result_url
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
-from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase, State
-from builds.ssh_view import SshBuilderView, key_count, keys_shown, served_by, ssh_builder_of_phase
+from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase
+from builds.selectors import build_of_lease, served_by
+from builds.selectors import srpm_reruns as reruns_srpm
+from builds.ssh_view import SshBuilderView, key_count, keys_shown, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
 from coprssh.exceptions import NotFoundError, ServiceError
 from keys.models import SavedKey
@@ -340,11 +342,6 @@ def _via(request: HttpRequest) -> builders.Via:
     return builders.Via(user=request.user, source="web", remote_addr=request.META.get("REMOTE_ADDR"))
 
 
-def _srpm_reruns(build: Build) -> bool:
-    """Whether an SSH resubmission reruns the SRPM phase (it failed) instead of chroots."""
-    return not (build.srpm.state == State.SUCCEEDED and build.srpm_file)
-
-
 def _lifetime(span: timedelta) -> str:
     hours, rest = divmod(int(span.total_seconds()), 3600)
     if rest:
@@ -389,7 +386,7 @@ def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
     if not build.project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
     build_chroots = list(build.build_chroots.select_related("chroot"))
-    srpm_reruns = _srpm_reruns(build)
+    srpm_reruns = reruns_srpm(build)
     saved_keys = SavedKey.objects.filter(user=request.user).count()
     form = ResubmitSshForm(
         _posted(request),
@@ -438,12 +435,7 @@ def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
 def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
     """The build whose page shows the user's SSH builder; someone else's does not exist (404)."""
     lease = Lease.objects.filter(pk=lease_id, owner_id=user.pk, ssh=True).first()
-    build_id = None
-    if lease is not None:
-        build_id = (
-            BuildChroot.objects.filter(lease_id=lease_id).values_list("build_id", flat=True).first()
-            or SrpmPhase.objects.filter(lease_id=lease_id).values_list("build_id", flat=True).first()
-        )
+    build_id = build_of_lease(lease_id=lease_id) if lease is not None else None
     if lease is None or build_id is None:
         raise Http404("No such SSH builder.")
     return build_id, lease

@@ -126,14 +126,6 @@ def remove_saved_keys(
     return removed
 
 
-def check_keys(*, text: str, field: str = "ssh_public_keys") -> list[PublicKey]:
-    """Parse pasted key lines (no references fetched); raise KeyInputError naming each bad line."""
-    result = parse_keys(text, max_keys=settings.COPRSSH_MAX_KEYS, min_rsa_bits=settings.COPRSSH_MIN_RSA_BITS)
-    if result.errors:
-        raise _input_error(result.errors, field)
-    return result.keys
-
-
 def _input_error(errors: list[LineError], field: str) -> KeyInputError:
     if len(errors) == 1:
         message = f"Not accepted: {errors[0]}."

@@ -1,8 +1,16 @@
 """State changes of the builders app. Callers import from here."""
 
-from builders.services.access import Access, DeployError, deploy_ssh_access, refresh_lease_file, warn_expiring
+from builders.services.access import (
+    Access,
+    DeployError,
+    LeaseInfo,
+    deploy_ssh_access,
+    refresh_lease_file,
+    warn_expiring,
+)
 from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
 from builders.services.leases import (
+    MAX_PROLONG_HOURS,
     assign_waiting_leases,
     expire_leases,
     issue_lease_token,
@@ -32,8 +40,10 @@ from builders.services.quota import quota_for, slot_holders
 from builders.services.recovery import delete_orphans, recover_abandoned_builders, recover_stuck
 
 __all__ = [
+    "MAX_PROLONG_HOURS",
     "Access",
     "DeployError",
+    "LeaseInfo",
     "deploy_ssh_access",
     "refresh_lease_file",
     "warn_expiring",

@@ -12,7 +12,7 @@ import logging
 import posixpath
 import secrets
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 import paramiko
@@ -40,6 +40,22 @@ KEY_EXPIRY_SLACK = timedelta(minutes=15)
 
 class DeployError(ServiceError):
     """Access could not be set up on the builder."""
+
+
+@dataclass(frozen=True)
+class LeaseInfo:
+    """What the user of an SSH lease is told about the work it serves (the MOTD, copr-builder help).
+
+    The caller (builds) fills it in; builders only shows it. Its field names are keys of the
+    lease file that copr-builder reads on the builder: renaming one breaks copr-builder.
+    """
+
+    project: str  # owner/name
+    build_id: int
+    chroot: str  # a chroot name, or "srpm"
+    workdir: str
+    rerun: str  # the command that reruns the build on the builder
+    results: str  # where the rerun puts its results
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,7 @@ def host_key_fingerprint(host_key_line: str) -> str:
         return ""
 
 
-def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, object], via: Via) -> Access:
+def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, via: Via) -> Access:
     """Install keys, the lease file and copr-builder on an active SSH lease's builder."""
     lease = Lease.objects.select_related("builder__pool", "owner").filter(pk=lease_id).first()
     if lease is None or not lease.ssh or lease.state != Lease.State.ACTIVE or lease.builder is None:
@@ -93,7 +109,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: dict[str, o
     tool = posixpath.join(state_dir, "copr-builder")
     token = issue_lease_token(lease_id=lease.pk)
     lease_file = {
-        **info,
+        **asdict(info),
         "api_url": settings.COPRSSH_PUBLIC_URL,
         "token": token,
         "lease_id": lease.pk,
@@ -173,11 +189,11 @@ def _put_atomic(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int) ->
     sftp.posix_rename(temp, path)
 
 
-def _motd(lease: Lease, info: dict[str, object], tool: str) -> str:
+def _motd(lease: Lease, info: LeaseInfo, tool: str) -> str:
     expires = timezone.localtime(lease.expires_at) if lease.expires_at else None
     lines = [
         "",
-        f"  coprssh builder for {info.get('project', '')} build #{info.get('build_id', '')} ({info.get('chroot', '')})",
+        f"  coprssh builder for {info.project} build #{info.build_id} ({info.chroot})",
         f"  lent to {lease.owner.get_username()} until {expires:%Y-%m-%d %H:%M:%S %Z}" if expires else "",
         "  Nobody else will ever use it; it is deleted when the lease ends.",
         f"  Run `{tool} help` for how to rerun the build, prolong or release.",

@@ -5,16 +5,17 @@ from builds.services.phases import (
     phase_ready,
     rescue_phases,
     stop_phase,
-    update_build_state,
     watch_phase,
 )
-from builds.services.projects import active_chroots, create_project
+from builds.services.projects import active_chroots, check_can_build, create_project
 from builds.services.ssh import resubmit_with_ssh
+from builds.services.state import update_build_state
 from builds.services.submit import cancel_build, resubmit_build, submit_build
 
 __all__ = [
     "active_chroots",
     "cancel_build",
+    "check_can_build",
     "create_project",
     "finish_phase",
     "phase_ready",

@@ -7,7 +7,6 @@ the phase or queues the next run. A watcher that dies is replaced by the builds 
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -24,6 +23,9 @@ from builders.models import Lease
 from builders.providers.base import ProviderError
 from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
+from builds.selectors import Phase, chroot_of, keys_of, kind_of, load_phase, phase_of_lease
+from builds.services.leases import request_chroot_leases, rerun_command
+from builds.services.state import queue_phase_ready, queue_stop, queue_watch, update_build_state
 from builds.untrusted import as_reported, one_line
 
 log = logging.getLogger(__name__)
@@ -38,27 +40,9 @@ SRPM_RESULTS = re.compile(r".+\.(src\.rpm|spec)")
 RPM_RESULTS = re.compile(r".+\.rpm")
 SPEC_ONLY = re.compile(r".+\.spec")
 
-Phase = SrpmPhase | BuildChroot
-
-
-def kind_of(phase: Phase) -> str:
-    return "srpm" if isinstance(phase, SrpmPhase) else "rpm"
-
 
 def load(kind: str, phase_id: int) -> Phase | None:
-    model = SrpmPhase if kind == "srpm" else BuildChroot
-    related = ["build__project__owner", "build__submitter", "lease__builder"]
-    if model is BuildChroot:
-        related.append("chroot")
-    return model.objects.select_related(*related).filter(pk=phase_id).first()
-
-
-def _phase_of_lease(lease_id: int) -> Phase | None:
-    for model in (SrpmPhase, BuildChroot):
-        phase = model.objects.filter(lease_id=lease_id).first()
-        if phase is not None:
-            return load("srpm" if model is SrpmPhase else "rpm", phase.pk)
-    return None
+    return load_phase(kind=kind, phase_id=phase_id)
 
 
 # --- start ---------------------------------------------------------------------------
@@ -66,7 +50,7 @@ def _phase_of_lease(lease_id: int) -> Phase | None:
 
 def phase_ready(*, lease_id: int) -> Phase | None:
     """The phase's lease got a builder: start the lease and the agent on the builder."""
-    phase = _phase_of_lease(lease_id)
+    phase = phase_of_lease(lease_id=lease_id)
     if phase is None or phase.state in FINAL_STATES:
         # Canceled (or deleted) while waiting: give the builder back.
         builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
@@ -89,7 +73,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         log.warning("phase %s %s: %s", kind_of(phase), phase.pk, exc.message)
         return phase
     builder = lease.builder
-    label = f"{phase.build_id}-{'srpm' if isinstance(phase, SrpmPhase) else phase.chroot.name}"
+    label = f"{phase.build_id}-{chroot_of(phase)}"
     workdir = runner.new_workdir(builder, label)
     # backend.log is public: where a user's builder is reached is for its owner (the build page).
     where = "" if phase.build.ssh else f" ({builder.host}:{builder.port})"
@@ -113,7 +97,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         else:
             # Canceled while the agent was being started: stop it again.
             model.objects.filter(pk=phase.pk).update(remote_dir=workdir)
-            _queue_stop_after_commit(kind_of(phase), phase.pk)
+            queue_stop(kind_of(phase), phase.pk)
     if not moved:
         return load(kind_of(phase), phase.pk)
     storage.backend_log(phase.storage_dir, "The build is running; its output follows in builder-live.log.")
@@ -168,18 +152,15 @@ def _fail_start(phase: Phase, reason: str) -> None:
 
 def _open_ssh_access(phase: Phase, workdir: str) -> None:
     """Before an SSH build starts: the user's keys, copr-builder and the lease file on the builder."""
-    from builds.services.ssh import keys_of, rerun_command
-
     build = phase.build
-    chroot = "srpm" if isinstance(phase, SrpmPhase) else phase.chroot.name
-    info = {
-        "build_id": build.pk,
-        "chroot": chroot,
-        "project": build.project.full_name,
-        "workdir": workdir,
-        "rerun": rerun_command(phase, workdir),
-        "results": f"{workdir}/results",
-    }
+    info = builders.LeaseInfo(
+        project=build.project.full_name,
+        build_id=build.pk,
+        chroot=chroot_of(phase),
+        workdir=workdir,
+        rerun=rerun_command(workdir),
+        results=f"{workdir}/results",
+    )
     access = builders.deploy_ssh_access(
         lease_id=phase.lease_id, keys=keys_of(build), info=info, via=builders.TASK
     )
@@ -193,24 +174,6 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
     ]
     for line in lines:
         storage.backend_log(phase.storage_dir, line)
-
-
-def _queue_stop_after_commit(kind: str, phase_id: int) -> None:
-    def queue() -> None:
-        from django_q.tasks import async_task
-
-        async_task("builds.tasks.stop_phase", kind, phase_id)
-
-    transaction.on_commit(queue)
-
-
-def queue_watch(kind: str, phase_id: int) -> None:
-    def queue() -> None:
-        from django_q.tasks import async_task
-
-        async_task("builds.tasks.watch_phase", kind, phase_id)
-
-    transaction.on_commit(queue)
 
 
 # --- watch ---------------------------------------------------------------------------
@@ -370,8 +333,6 @@ def finish_phase(
             return
         if isinstance(phase, SrpmPhase) and not build.ssh:
             if final == State.SUCCEEDED:
-                from builds.services.submit import request_chroot_leases
-
                 request_chroot_leases(
                     Build.objects.select_related("project__owner", "submitter").get(pk=build.pk)
                 )
@@ -437,43 +398,7 @@ def stop_phase(*, kind: str, phase_id: int) -> None:
     builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
 
 
-# --- the build's state -----------------------------------------------------------------
-
-
-def update_build_state(build_id: int) -> str:
-    """Derive the build's state from its phases (call inside the transaction that moved one)."""
-    build = Build.objects.select_for_update().get(pk=build_id)
-    srpm = SrpmPhase.objects.get(build_id=build_id)
-    chroot_states = list(BuildChroot.objects.filter(build_id=build_id).values_list("state", flat=True))
-    if srpm.state in (State.FAILED, State.CANCELED):
-        state = srpm.state
-    elif srpm.state != State.SUCCEEDED:
-        state = State.PENDING if srpm.state == State.PENDING else State.RUNNING
-    elif any(s not in FINAL_STATES for s in chroot_states):
-        state = State.RUNNING
-    elif State.FAILED in chroot_states:
-        state = State.FAILED
-    elif State.SUCCEEDED in chroot_states:
-        state = State.SUCCEEDED if State.CANCELED not in chroot_states else State.CANCELED
-    else:
-        state = State.CANCELED
-    now = timezone.now()
-    fields = {"state": state}
-    if state != State.PENDING and build.started_at is None:
-        fields["started_at"] = now
-    if state in FINAL_STATES and build.ended_at is None:
-        fields["ended_at"] = now
-    Build.objects.filter(pk=build_id).update(**fields)
-    return state
-
-
 # --- the builds tick -------------------------------------------------------------------
-
-
-def _queue_phase_ready(lease_id: int) -> None:
-    from django_q.tasks import async_task
-
-    async_task("builds.tasks.phase_ready", lease_id)
 
 
 def rescue_phases() -> dict[str, list[int]]:
@@ -496,7 +421,7 @@ def rescue_phases() -> dict[str, list[int]]:
                 if model.objects.filter(pk=phase_id, state=State.STARTING, watch_until__lt=now).update(
                     state=State.PENDING, watch_until=None
                 ):
-                    transaction.on_commit(functools.partial(_queue_phase_ready, lease_id))
+                    queue_phase_ready(lease_id)
                     rescued["restarted"].append(phase_id)
         lost = model.objects.filter(state=State.PENDING, lease__state=Lease.State.ENDED)
         for phase in list(lost.select_related("lease")):

@@ -8,9 +8,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
 from builds.models import PROJECT_NAME_RE, Chroot, Project
-from coprssh.exceptions import ServiceError
+from coprssh.exceptions import ForbiddenError, ServiceError
 
 log = logging.getLogger(__name__)
+
+
+def check_can_build(project: Project, user: AbstractBaseUser) -> None:
+    """Raise ForbiddenError unless `user` may build in `project`."""
+    if not project.can_build(user):
+        raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
 
 
 def active_chroots(names: list[str], *, field: str = "chroots") -> list[Chroot]:

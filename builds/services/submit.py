@@ -1,13 +1,22 @@
-"""Builds: submit, cancel and resubmit."""
+"""Builds: submit, cancel and resubmit.
+
+Every new build, normal or SSH, is made by `create_build`. Its files (an upload, or a copy
+of another build's source or SRPM, up to 512 MiB) are written before the transaction, into
+a staging directory of the storage; inside it they are only renamed into the new build's
+directories, and a transaction that rolls back takes them away again.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -16,19 +25,136 @@ from django.utils import timezone
 from builders import services as builders
 from builders.models import Lease
 from builds import storage
-from builds.models import FINAL_STATES, Build, BuildChroot, Project, SrpmPhase, State
-from builds.services.projects import active_chroots
+from builds.models import FINAL_STATES, Build, BuildChroot, Chroot, Project, SrpmPhase, State
+from builds.selectors import kind_of
+from builds.services.leases import request_srpm_lease
+from builds.services.projects import active_chroots, check_can_build
+from builds.services.state import queue_stop, update_build_state
 from builds.sources import Source, store_upload
-from coprssh.exceptions import ConflictError, ForbiddenError, NotFoundError, ServiceError
+from coprssh.exceptions import ConflictError, NotFoundError, ServiceError
 
 log = logging.getLogger(__name__)
 
-PHASE_READY_TASK = "builds.tasks.phase_ready"
+
+class Staging:
+    """Files written for a build that does not exist yet, moved into its directories when it does."""
+
+    def __init__(self) -> None:
+        self._directory: Path | None = None
+        self.placed: list[Path] = []
+        self.kept = False
+
+    @property
+    def directory(self) -> Path:
+        """Made on first use, in the storage root: renames from it into the storage stay on one filesystem."""
+        if self._directory is None:
+            root = storage.ensure_dir(".")
+            self._directory = Path(tempfile.mkdtemp(dir=root, prefix=".incoming-"))
+        return self._directory
+
+    def remove(self) -> None:
+        if not self.kept:
+            self.remove_placed()
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+
+    def slot(self) -> Path:
+        """A directory of its own for one staged file (a source and a spec may have one name)."""
+        return Path(tempfile.mkdtemp(dir=self.directory))
+
+    def copy(self, source: Path, *, name: str | None = None) -> Path:
+        """Copy `source` (another build's file) into the staging directory."""
+        staged = self.slot() / (name or source.name)
+        shutil.copyfile(source, staged)
+        return staged
+
+    def place(self, staged: Path, directory: str) -> str:
+        """Move a staged file into `directory` of the storage (a rename); return its storage path."""
+        target = storage.ensure_dir(directory) / staged.name
+        os.replace(staged, target)
+        self.placed.append(target)
+        return str(target.relative_to(storage.root()))
+
+    def keep(self) -> None:
+        self.kept = True
+
+    def remove_placed(self) -> None:
+        for target in self.placed:
+            target.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # the source/ directory made for it, when it is empty
 
 
-def _check_can_build(project: Project, user: AbstractBaseUser) -> None:
-    if not project.can_build(user):
-        raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
+@contextlib.contextmanager
+def staging() -> Iterator[Staging]:
+    """A staging directory for the files of one new build; what was placed goes again on rollback.
+
+    Enter the build's transaction inside it. The placed files stay when that block ends
+    normally, or when it committed and a commit callback failed afterwards.
+    """
+    files = Staging()
+    try:
+        yield files
+        files.keep()
+    finally:
+        files.remove()
+
+
+def source_of(build: Build) -> Source:
+    """What `build` was built from, to build it again."""
+    return Source(
+        type=build.source_type,
+        filename=build.source_filename,
+        clone_url=build.clone_url,
+        committish=build.committish,
+        spec=build.spec,
+        url=build.url,
+    )
+
+
+def create_build(
+    *,
+    project: Project,
+    submitter: AbstractBaseUser,
+    source: Source,
+    chroots: list[Chroot],
+    files: Staging,
+    source_file: Path | None = None,
+    resubmitted_from: Build | None = None,
+    ssh_keys: str = "",
+    skip_chroots: str = "",
+) -> tuple[Build, SrpmPhase, list[BuildChroot]]:
+    """The rows of a new build (call inside its transaction): the build, its SRPM phase, its chroots.
+
+    `source_file` is a staged file, moved into the SRPM phase's directory; with `skip_chroots`
+    (a reason) the chroots are created skipped.
+    """
+    # Registered first, so it runs first: once committed, the files belong to the build.
+    transaction.on_commit(files.keep)
+    build = Build.objects.create(
+        project=project,
+        submitter=submitter,
+        source_type=source.type,
+        source_filename=source.filename,
+        clone_url=source.clone_url,
+        committish=source.committish,
+        spec=source.spec,
+        url=source.url,
+        resubmitted_from=resubmitted_from,
+        ssh=bool(ssh_keys),
+        ssh_keys=ssh_keys,
+    )
+    srpm = SrpmPhase.objects.create(build=build)
+    skipped = (
+        {"state": State.SKIPPED, "status_reason": skip_chroots, "ended_at": timezone.now()}
+        if skip_chroots
+        else {}
+    )
+    phases = BuildChroot.objects.bulk_create([BuildChroot(build=build, chroot=c, **skipped) for c in chroots])
+    if source_file is not None:
+        build.source_file = files.place(source_file, srpm.storage_dir + "/source")
+        build.save(update_fields=["source_file"])
+    return build, srpm, phases
 
 
 def submit_build(
@@ -42,7 +168,7 @@ def submit_build(
     resubmitted_from: Build | None = None,
 ) -> Build:
     """Store the source and queue the SRPM phase; chroots default to all of the project's."""
-    _check_can_build(project, submitter)
+    check_can_build(project, submitter)
     project_chroots = {c.name: c for c in project.chroots.filter(active=True)}
     if chroots:
         targets = active_chroots(chroots)
@@ -53,76 +179,25 @@ def submit_build(
         targets = list(project_chroots.values())
         if not targets:
             raise ServiceError(f"{project.full_name} has no active chroots.", field="chroots")
-    stored: Path | None = None
-    try:
+    with staging() as files:
+        staged = None
+        if upload is not None:
+            staged = store_upload(upload, directory=files.slot())
+        elif copy_from is not None:
+            staged = files.copy(copy_from, name=source.filename)
         with transaction.atomic():
-            build = Build.objects.create(
+            build, srpm, _chroots = create_build(
                 project=project,
                 submitter=submitter,
-                source_type=source.type,
-                source_filename=source.filename,
-                clone_url=source.clone_url,
-                committish=source.committish,
-                spec=source.spec,
-                url=source.url,
+                source=source,
+                chroots=targets,
+                files=files,
+                source_file=staged,
                 resubmitted_from=resubmitted_from,
             )
-            srpm = SrpmPhase.objects.create(build=build)
-            BuildChroot.objects.bulk_create([BuildChroot(build=build, chroot=chroot) for chroot in targets])
-            if upload is not None or copy_from is not None:
-                directory = storage.ensure_dir(srpm.storage_dir + "/source")
-                if upload is not None:
-                    stored = store_upload(upload, directory=directory)
-                else:
-                    stored = directory / source.filename
-                    shutil.copyfile(copy_from, stored)
-                build.source_file = str(stored.relative_to(storage.root()))
-                build.save(update_fields=["source_file"])
-            _request_srpm_lease(build, srpm)
-    except BaseException:
-        if stored is not None:
-            stored.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                stored.parent.rmdir()
-        raise
+            request_srpm_lease(build, srpm)
     log.info("build %s submitted to %s by %s", build.pk, project.full_name, submitter.pk)
     return build
-
-
-def _request_srpm_lease(build: Build, srpm: SrpmPhase) -> None:
-    lease = builders.request_lease(
-        owner=build.submitter,
-        arch=settings.COPRSSH_SRPM_ARCH,
-        sandbox=build.sandbox,
-        purpose=f"build #{build.pk} srpm",
-        on_assigned=PHASE_READY_TASK,
-    )
-    srpm.lease = lease
-    srpm.save(update_fields=["lease"])
-    message = (
-        f"Build #{build.pk} of {build.project.full_name} submitted by {build.submitter.get_username()}; "
-        f"waiting for a builder ({settings.COPRSSH_SRPM_ARCH}, lease #{lease.pk})."
-    )
-    # Written once the build exists for good: a rolled-back submit leaves no log behind.
-    transaction.on_commit(lambda: storage.backend_log(srpm.storage_dir, message))
-
-
-def request_chroot_leases(build: Build) -> None:
-    """After the SRPM phase: one lease per pending chroot, on a builder of its architecture."""
-    for build_chroot in build.build_chroots.select_related("chroot").filter(state=State.PENDING, lease=None):
-        lease = builders.request_lease(
-            owner=build.submitter,
-            arch=build_chroot.chroot.arch,
-            sandbox=build.sandbox,
-            purpose=f"build #{build.pk} {build_chroot.chroot.name}",
-            on_assigned=PHASE_READY_TASK,
-        )
-        build_chroot.lease = lease
-        build_chroot.save(update_fields=["lease"])
-        message = f"Waiting for a builder ({build_chroot.chroot.arch}, lease #{lease.pk})."
-        if lease.queue_reason:
-            message += f" {lease.queue_reason}"
-        storage.backend_log(build_chroot.storage_dir, message)
 
 
 def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
@@ -131,7 +206,7 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
         build = Build.objects.select_for_update().select_related("project").filter(pk=build_id).first()
         if build is None:
             raise NotFoundError("No such build.")
-        _check_can_build(build.project, user)
+        check_can_build(build.project, user)
         if build.state in FINAL_STATES:
             raise ConflictError(f"Build #{build.pk} has already finished ({build.state}).")
         now = timezone.now()
@@ -143,8 +218,7 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
             if model.objects.filter(pk=phase.pk, state=State.RUNNING).update(
                 state=State.CANCELED, ended_at=now, status_reason=reason
             ):
-                kind = "srpm" if isinstance(phase, SrpmPhase) else "rpm"
-                transaction.on_commit(_queue_stop(kind, phase.pk))
+                queue_stop(kind_of(phase), phase.pk)
             elif model.objects.filter(pk=phase.pk, state=State.STARTING).update(
                 state=State.CANCELED, ended_at=now, status_reason=reason
             ):
@@ -162,36 +236,21 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
                     )
             else:
                 continue
-            storage.backend_log(phase.storage_dir, f"Canceled by {user.get_username()}.")
-        from builds.services.phases import update_build_state
-
+            transaction.on_commit(
+                functools.partial(
+                    storage.backend_log, phase.storage_dir, f"Canceled by {user.get_username()}."
+                )
+            )
         update_build_state(build.pk)
     build.refresh_from_db()
     return build
 
 
-def _queue_stop(kind: str, phase_id: int):  # noqa: ANN202 - a callback
-    def queue() -> None:
-        from django_q.tasks import async_task
-
-        async_task("builds.tasks.stop_phase", kind, phase_id)
-
-    return queue
-
-
 def resubmit_build(*, build: Build, user: AbstractBaseUser, chroots: list[str] | None = None) -> Build:
     """Submit the same source again (to some or all of its chroots) as a new build."""
-    _check_can_build(build.project, user)
+    check_can_build(build.project, user)
     if not build.is_finished:
         raise ConflictError(f"Build #{build.pk} is still {build.state}; cancel it or wait until it ends.")
-    source = Source(
-        type=build.source_type,
-        filename=build.source_filename,
-        clone_url=build.clone_url,
-        committish=build.committish,
-        spec=build.spec,
-        url=build.url,
-    )
     copy_from = storage.path(build.source_file) if build.source_file else None
     if copy_from is not None and not copy_from.is_file():
         raise ConflictError(f"The source of build #{build.pk} is no longer stored.")
@@ -201,7 +260,7 @@ def resubmit_build(*, build: Build, user: AbstractBaseUser, chroots: list[str] |
         project=build.project,
         submitter=user,
         chroots=chroots,
-        source=source,
+        source=source_of(build),
         copy_from=copy_from,
         resubmitted_from=build,
     )

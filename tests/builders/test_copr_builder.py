@@ -524,3 +524,14 @@ def test_an_unreadable_lease_file_is_explained(lease_file: Path) -> None:
 
     assert result.returncode == 2
     assert "permission denied" in result.stderr
+
+
+def test_every_lease_field_copr_builder_shows_is_one_that_lease_info_carries():
+    # copr-builder runs on the builder and cannot import LeaseInfo: the lease file's keys are the contract.
+    from dataclasses import fields as fields_of
+
+    from builders.services import LeaseInfo
+
+    shown = set(re.findall(r"""field\(["']([a-z_]+)["']\)""", SCRIPT.read_text()))
+    written_by_deploy = {"lease_id", "owner"}
+    assert shown - written_by_deploy == {f.name for f in fields_of(LeaseInfo)}

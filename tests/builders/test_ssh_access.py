@@ -16,6 +16,10 @@ from tests.builders.factories import make_pool
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
+INFO = services.LeaseInfo(
+    project="alice/hello", build_id=1, chroot="x", workdir="/srv/w", rerun="true", results="/srv/w/results"
+)
+
 
 @pytest.fixture
 def pool(db, builders_root):
@@ -47,7 +51,10 @@ def user_key(tmp_path):
 def test_deploy_writes_only_service_built_lines_and_the_key_logs_in(active_ssh_lease, user_key, tmp_path):
     keys = parse_keys(user_key.with_suffix(".pub").read_text()).keys
     access = services.deploy_ssh_access(
-        lease_id=active_ssh_lease.pk, keys=keys, info={"build_id": 1, "chroot": "x"}, via=services.TASK
+        lease_id=active_ssh_lease.pk,
+        keys=keys,
+        info=INFO,
+        via=services.TASK,
     )
     builder = Builder.objects.get(pk=active_ssh_lease.builder_id)
     machine = machine_of(builder)
@@ -78,7 +85,7 @@ def test_deploy_refuses_a_lease_that_is_not_active(user, user_key):
         owner=user, sandbox="ssh-q", ssh=True, arch="x86_64", state=Lease.State.QUEUED
     )
     with pytest.raises(services.LeaseNotActive):
-        services.deploy_ssh_access(lease_id=lease.pk, keys=keys, info={}, via=services.TASK)
+        services.deploy_ssh_access(lease_id=lease.pk, keys=keys, info=INFO, via=services.TASK)
 
 
 def test_expiring_lease_is_warned_once(active_ssh_lease):
