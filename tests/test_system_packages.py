@@ -52,7 +52,13 @@ def _apt(bin_dir: Path, *, installed: set[str]) -> Path:
 
 
 def _run(bin_dir: Path, *args: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = [shutil.which("bash"), str(SCRIPT), *args]
+    script = SCRIPT
+    if user is not None:
+        # The checkout may sit in a folder only root can enter (a mktemp -d clone): run a copy.
+        script = bin_dir.parent / "system-packages"
+        shutil.copy(SCRIPT, script)
+        script.chmod(0o755)
+    command = [shutil.which("bash"), str(script), *args]
     if user is not None:
         command = [
             shutil.which("setpriv") or "setpriv",
