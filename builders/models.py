@@ -37,6 +37,11 @@ class Pool(models.Model):
         help_text='Provider options: for local {"ipv6": false}; for openstack auth, image, flavor, network…',
     )
     enabled = models.BooleanField(default=True, help_text="A disabled pool starts no builders.")
+    reaches_service = models.BooleanField(
+        default=True,
+        help_text="Its builders can open HTTP(S) connections to COPRSSH_PUBLIC_URL, so work on them "
+        "reports its progress itself. Off: the service checks each builder over SSH once a minute.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Failure containment, written only by builders.services.pools: consecutive provisioning
     # failures back the pool off exponentially; a permanent error pauses it until resumed.

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from builds import api, api_ssh
+from builds import api, api_agent, api_ssh
 
 urlpatterns = [
     path("projects/", api.ProjectListView.as_view(), name="api-projects"),
@@ -24,4 +24,6 @@ urlpatterns = [
         name="api-ssh-builder-release",
     ),
     path("quota/", api_ssh.QuotaView.as_view(), name="api-quota"),
+    path("agent/log/", api_agent.AgentLogView.as_view(), name="api-agent-log"),
+    path("agent/end/", api_agent.AgentEndView.as_view(), name="api-agent-end"),
 ]

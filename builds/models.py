@@ -167,8 +167,19 @@ class Phase(models.Model):
     # Where the agent works on the builder, and how much of its live log is stored here.
     remote_dir = models.CharField(max_length=300, blank=True)
     log_size = models.PositiveBigIntegerField(default=0)
-    # A watcher holds the phase until this time; another may take over after it.
+    # A task checking or collecting the phase holds it until this time (a claim); None: unclaimed.
     watch_until = models.DateTimeField(null=True, blank=True)
+    # The agent on the builder reports with a token of this phase (its SHA-256 is kept, never the
+    # token); `reports` is False when the pool's builders cannot reach the service, and the tick then
+    # checks the builder over SSH instead.
+    token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    reports = models.BooleanField(default=True)
+    # The agent's last sign of life: a report, or a check over SSH that found it working.
+    alive_at = models.DateTimeField(null=True, blank=True)
+    # The end as the agent reported it, until the service has collected the results.
+    reported_state = models.CharField(max_length=20, blank=True)
+    reported_reason = models.CharField(max_length=500, blank=True)
+    reported_log_size = models.PositiveBigIntegerField(null=True, blank=True)
     # Since when the builder has not answered; the phase fails when this lasts too long.
     unreachable_since = models.DateTimeField(null=True, blank=True)
 
@@ -190,7 +201,7 @@ class Phase(models.Model):
 def sweep_indexes(prefix: str) -> list[models.Index]:
     """The partial indexes of the builds tick's sweeps (builds.services.phases.rescue_phases), per phase table."""
     return [
-        # rescue_phases: running phases whose watcher's claim (watch_until) is over or was never taken.
+        # rescue_phases: running phases that are unclaimed (watch_until) and silent (alive_at) or reported.
         models.Index(
             fields=["watch_until"], condition=Q(state=State.RUNNING), name=f"builds_{prefix}_running_idx"
         ),

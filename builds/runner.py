@@ -104,20 +104,35 @@ def start(builder: Builder, *, workdir: str, job: dict, files: dict[str, Path]) 
 class Progress:
     status: Status
     log: bytes  # new live log bytes from the given offset
+    agent_alive: bool | None = None  # whether the agent's process runs (None: not asked)
 
 
-def poll(builder: Builder, *, workdir: str, log_offset: int) -> Progress:
-    """Read the agent's status and the live log from `log_offset` (at most LOG_CHUNK bytes)."""
+def poll(builder: Builder, *, workdir: str, log_offset: int, ask_agent: bool = False) -> Progress:
+    """Read the agent's status and the live log from `log_offset` (at most LOG_CHUNK bytes), in one call.
+
+    With `ask_agent`, also whether the agent's process still runs: a status that says "running"
+    is only the last thing a possibly killed agent wrote.
+    """
     try:
         with connect(builder) as conn, _deadline(conn) as until:
             sftp = _sftp(conn)
             status = _read_status(sftp, workdir, until=until)
             log = _read_log(sftp, posixpath.join(workdir, "builder-live.log"), log_offset, until=until)
+            alive = _agent_runs(conn, workdir) if ask_agent else None
     except RunnerError:
         raise
     except Exception as exc:
         raise RunnerError(f"cannot reach {builder}: {type(exc).__name__}: {exc}") from None
-    return Progress(status=status, log=log)
+    return Progress(status=status, log=log, agent_alive=alive)
+
+
+def _agent_runs(conn: Connection, workdir: str) -> bool:
+    """Whether a process of the agent for `workdir` runs; only the exit status is read."""
+    # A bracketed first letter keeps the pattern from matching the shell that runs pgrep.
+    text = re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", f"{AGENT_NAME} run {workdir}")
+    pattern = shlex.quote(f"[{text[0]}]{text[1:]}")
+    result = ssh.run(conn, f"pgrep -f -- {pattern} > /dev/null 2>&1", timeout=30.0, warn=True)
+    return result.exited == 0
 
 
 def _read_status(sftp, workdir: str, *, until: float | None = None) -> Status:  # noqa: ANN001 - SFTPClient

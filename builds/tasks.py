@@ -18,9 +18,15 @@ def phase_ready(lease_id: int) -> str | None:
     return phase.state if phase else None
 
 
-def watch_phase(kind: str, phase_id: int) -> str | None:
-    phase = services.watch_phase(kind=kind, phase_id=phase_id)
+def check_phase(kind: str, phase_id: int) -> str | None:
+    """Queued when an agent reports its end, and by the tick for a silent agent."""
+    phase = services.check_phase(kind=kind, phase_id=phase_id)
     return phase.state if phase else None
+
+
+def watch_phase(kind: str, phase_id: int) -> str | None:
+    """The name this task had before agents reported: runs still queued under it are checks."""
+    return check_phase(kind, phase_id)
 
 
 def stop_phase(kind: str, phase_id: int) -> None:
@@ -28,7 +34,7 @@ def stop_phase(kind: str, phase_id: int) -> None:
 
 
 def tick() -> dict[str, object]:
-    """Every minute: replace dead watchers, fail phases whose lease ended."""
+    """Every minute: check silent agents, collect lost reports, fail phases whose lease ended."""
     summary = services.rescue_phases()
     log.info("builds tick: %s", summary)
     return summary

@@ -249,8 +249,10 @@ COPRSSH_API_RATE_USER = env_str("COPRSSH_API_RATE_USER", "600/min")
 # /api/v1/keys/check/ per user, and the GitHub/FAS names not yet cached it looks up per user.
 COPRSSH_API_RATE_KEYS_CHECK = env_str("COPRSSH_API_RATE_KEYS_CHECK", "60/min")
 COPRSSH_API_RATE_KEY_REFERENCES = env_str("COPRSSH_API_RATE_KEY_REFERENCES", "30/hour")
+# Reports from one build phase's agent (live log chunks, its end): it sends about two a second.
+COPRSSH_API_RATE_AGENT = env_str("COPRSSH_API_RATE_AGENT", "600/min")
 _PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
-for _name in ("ANON", "USER", "KEYS_CHECK", "KEY_REFERENCES"):
+for _name in ("ANON", "USER", "KEYS_CHECK", "KEY_REFERENCES", "AGENT"):
     _count, _, _period = globals()[f"COPRSSH_API_RATE_{_name}"].partition("/")
     if (_count or _period) and not (_count.isdigit() and _period in _PERIODS):
         raise ImproperlyConfigured(f"COPRSSH_API_RATE_{_name} must look like 600/min, or be empty")
@@ -336,6 +338,11 @@ COPRSSH_PROJECT_STORAGE_BYTES = env_int("COPRSSH_PROJECT_STORAGE_BYTES", 50 * 10
 # Largest builder-live.log stored; the rest is cut with a note.
 COPRSSH_MAX_LOG_BYTES = env_int("COPRSSH_MAX_LOG_BYTES", 256 * 1024 * 1024, minimum=1024)
 COPRSSH_BUILD_TIMEOUT = env_int("COPRSSH_BUILD_TIMEOUT", 5 * 3600, minimum=60)
+# The agent on a builder reports its live log and its end to COPRSSH_PUBLIC_URL. One report carries
+# at most this many bytes of log; an agent silent for COPRSSH_AGENT_SILENCE seconds gets its builder
+# checked once over SSH by the builds tick.
+COPRSSH_AGENT_CHUNK_BYTES = env_int("COPRSSH_AGENT_CHUNK_BYTES", 256 * 1024, minimum=1024, maximum=8 * 1024**2)
+COPRSSH_AGENT_SILENCE = env_int("COPRSSH_AGENT_SILENCE", 90, minimum=5, maximum=3600)
 # Architecture of the builders that run SRPM phases (default: this machine's).
 COPRSSH_SRPM_ARCH = env_str("COPRSSH_SRPM_ARCH", platform.machine())
 # Let sources come from loopback and link-local addresses (tests and local demos only).

@@ -12,6 +12,11 @@ detached from the SSH session. The agent writes, inside WORKDIR:
     results/           the phase's products (SRPM and spec; or RPMs)
     success            present only when the phase succeeded
 
+When job.json has a "report" section, the agent also sends the live log (chunks tagged with
+their byte offset, so a chunk sent twice is harmless) and then its end to the service's API,
+with a token that speaks for this phase only. The files above stay the record: a service that
+hears nothing for a while looks at them over SSH.
+
 SIGTERM (sent to the agent's process group by the service on cancel) stops the build.
 
 Sources fetched here (a .src.rpm URL, a git repository) were checked by the service when the
@@ -32,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -91,6 +97,94 @@ def address_problem(address, *, allow_local: bool = False, allow_private: bool =
     return ""
 
 
+class Reporter:
+    """Sends the live log and the end to the service; never lets a network failure stop the build."""
+
+    INTERVAL = 0.5  # seconds between looks at the log
+    GIVE_UP = 300.0  # how long the end is retried against a service that does not answer
+
+    def __init__(self, agent: Agent, config: dict) -> None:
+        self.agent = agent
+        self.url = str(config["url"]).rstrip("/") + "/"
+        self.token = str(config["token"])
+        self.chunk = int(config.get("chunk", 256 * 1024))
+        self.heartbeat = float(config.get("heartbeat", 30))
+        self.sent = 0  # bytes of the log the service holds
+        self.last_sent = 0.0
+        self.closed = False  # the service said the phase is over: stop talking
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="reporter", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def request(self, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"PhaseToken {self.token}", "Content-Type": content_type},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=20) as response:  # noqa: S310 - the service's own URL
+                return response.status, json.loads(response.read(65536) or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                answer = json.loads(exc.read(65536) or b"{}")
+            except ValueError:
+                answer = {}
+            return exc.code, answer if isinstance(answer, dict) else {}
+
+    def push(self) -> bool:
+        """Send the next chunk of the log (or a heartbeat); True when everything written was sent."""
+        if self.closed:
+            return True
+        size = os.path.getsize(self.agent.path("builder-live.log"))
+        if self.sent >= size and time.monotonic() - self.last_sent < self.heartbeat:
+            return True
+        with open(self.agent.path("builder-live.log"), "rb") as handle:
+            handle.seek(self.sent)
+            data = handle.read(self.chunk)
+        status, answer = self.request(f"log/?offset={self.sent}", data, "application/octet-stream")
+        self.last_sent = time.monotonic()
+        if status == 200 or (status == 409 and "log_size" in answer):
+            # The service says where its copy ends: continue from there (a resend or a gap).
+            self.sent = max(0, min(int(answer.get("log_size", self.sent)), size))
+        elif status in (401, 403, 404) or (status == 409 and answer.get("code") == "phase_over"):
+            self.closed = True
+            return True
+        elif status == 429:
+            time.sleep(2)
+        return self.sent >= size
+
+    def loop(self) -> None:
+        while not self.done.wait(self.INTERVAL):
+            try:
+                self.push()
+            except (OSError, ValueError):
+                time.sleep(1)  # the service is unreachable for now; the log waits on disk
+
+    def finish(self, state: str, reason: str) -> None:
+        """Send the rest of the log, then the end; give up after GIVE_UP seconds of trying."""
+        self.done.set()
+        self.thread.join(30)
+        give_up = time.monotonic() + self.GIVE_UP
+        pause = 0.5
+        while not self.closed and time.monotonic() < give_up:
+            try:
+                if not self.push():
+                    continue
+                size = os.path.getsize(self.agent.path("builder-live.log"))
+                body = json.dumps({"state": state, "reason": reason[:1000], "log_size": size}).encode()
+                status, _answer = self.request("end/", body, "application/json")
+                if status == 200 or status in (401, 403, 404, 409):
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(pause)
+            pause = min(pause * 2, 15)
+
+
 class PhaseFailed(Exception):
     """The phase failed; the message is the last line written to the live log."""
 
@@ -106,6 +200,8 @@ class Agent:
         self.child: subprocess.Popen[bytes] | None = None
         self.deadline = time.monotonic() + float(self.job.get("timeout", 5 * 3600))
         self.canceled = False
+        report = self.job.get("report")
+        self.reporter = Reporter(self, report) if isinstance(report, dict) else None
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.workdir, *parts)
@@ -163,6 +259,15 @@ class Agent:
     def main(self) -> int:
         signal.signal(signal.SIGTERM, self.stop)
         self.status("running")
+        if self.reporter is not None:
+            self.reporter.start()
+        state, reason = self.run_phase()
+        if self.reporter is not None:
+            self.reporter.finish(state, reason)
+        return 0 if state == "succeeded" else 1
+
+    def run_phase(self) -> tuple[str, str]:
+        """Run the job's phase; leave its status behind whatever happens, and return it."""
         phase = self.job["phase"]
         try:
             if phase == "srpm":
@@ -175,15 +280,15 @@ class Agent:
             state = "canceled" if self.canceled else "failed"
             self.say(f"{'Canceled' if self.canceled else 'Failed'}: {exc}")
             self.status(state, reason=str(exc))
-            return 1
+            return state, str(exc)
         except Exception as exc:  # the agent must always leave a status behind
             self.say(f"Failed: internal error: {type(exc).__name__}: {exc}")
             self.status("failed", reason=f"internal error: {exc}")
-            return 1
+            return "failed", f"internal error: {exc}"
         self.say("Succeeded.")
         open(self.path("success"), "w").close()
         self.status("succeeded")
-        return 0
+        return "succeeded", ""
 
     def srpm_phase(self) -> None:
         source = self.job["source"]

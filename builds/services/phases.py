@@ -1,15 +1,17 @@
-"""Running phases on their builders: start when the lease is assigned, watch, finish.
+"""Running phases on their builders: start when the lease is assigned, finish, rescue.
 
-A phase is watched by short, repeatable task runs: each claims the phase for a while
-(`watch_until`), copies new live log bytes at the recorded offset, and either finishes
-the phase or queues the next run. A watcher that dies is replaced by the builds tick.
+No task waits on a running build. The agent on the builder reports its live log and its end
+to the API with a token of its phase (builds/services/reports.py); a short task then collects
+the results and finishes the phase here. The builds tick checks, once, the builder of a phase
+whose agent fell silent, and finishes whatever a lost task left half done.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
-import time
+import secrets
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,17 +27,13 @@ from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 from builds.selectors import Phase, chroot_of, keys_of, kind_of, load_phase, phase_of_lease
 from builds.services.leases import request_chroot_leases, rerun_command
-from builds.services.state import queue_phase_ready, queue_stop, queue_watch, update_build_state
-from builds.untrusted import as_reported, one_line
+from builds.services.state import queue_check, queue_phase_ready, queue_stop, update_build_state
+from builds.untrusted import one_line
 
 log = logging.getLogger(__name__)
 
-WATCH_SECONDS = 40
-POLL_INTERVAL = 1.0
 # A builder that does not answer for this long fails its phase (and is not reused).
 UNREACHABLE_LIMIT = timedelta(minutes=5)
-UNREACHABLE_PAUSE = 5.0
-CLAIM = timedelta(seconds=WATCH_SECONDS + 50)
 SRPM_RESULTS = re.compile(r".+\.(src\.rpm|spec)")
 RPM_RESULTS = re.compile(r".+\.rpm")
 SPEC_ONLY = re.compile(r".+\.spec")
@@ -78,8 +76,19 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     # backend.log is public: where a user's builder is reached is for its owner (the build page).
     where = "" if phase.build.ssh else f" ({builder.host}:{builder.port})"
     storage.backend_log(phase.storage_dir, f"Builder {builder}{where} assigned; starting in {workdir}.")
+    # The agent reports with this token; a builder that cannot reach the service gets none and is
+    # checked over SSH by the tick instead. A restarted start (see rescue_phases) makes a new one.
+    reports = builder.pool.reaches_service
+    token = secrets.token_urlsafe(32) if reports else ""
+    model.objects.filter(pk=phase.pk, state=State.STARTING).update(
+        token_hash=token_digest(token) if token else "",
+        reports=reports,
+        reported_state="",
+        reported_reason="",
+        reported_log_size=None,
+    )
     try:
-        job, files = _job(phase)
+        job, files = _job(phase, report_token=token)
         if phase.build.ssh:
             _open_ssh_access(phase, workdir)
         runner.start(builder, workdir=workdir, job=job, files=files)
@@ -89,19 +98,25 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     now = timezone.now()
     with transaction.atomic():
         moved = model.objects.filter(pk=phase.pk, state=State.STARTING).update(
-            state=State.RUNNING, started_at=now, remote_dir=workdir, watch_until=None
+            state=State.RUNNING, started_at=now, remote_dir=workdir, watch_until=None, alive_at=now
         )
         update_build_state(phase.build_id)
-        if moved:
-            queue_watch(kind_of(phase), phase.pk)
-        else:
+        if not moved:
             # Canceled while the agent was being started: stop it again.
             model.objects.filter(pk=phase.pk).update(remote_dir=workdir)
             queue_stop(kind_of(phase), phase.pk)
+        elif model.objects.filter(pk=phase.pk).exclude(reported_state="").exists():
+            # The agent was done before the phase was marked running: collect it now.
+            queue_check(kind_of(phase), phase.pk)
     if not moved:
         return load(kind_of(phase), phase.pk)
     storage.backend_log(phase.storage_dir, "The build is running; its output follows in builder-live.log.")
     return load(kind_of(phase), phase.pk)
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a phase's report token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def start_claim() -> timedelta:
@@ -109,7 +124,19 @@ def start_claim() -> timedelta:
     return timedelta(seconds=2 * settings.COPRSSH_BUILDER_CALL_DEADLINE + 30)
 
 
-def _job(phase: Phase) -> tuple[dict, dict[str, Path]]:
+def _job(phase: Phase, *, report_token: str = "") -> tuple[dict, dict[str, Path]]:
+    job, files = _work(phase)
+    if report_token:
+        job["report"] = {
+            "url": f"{settings.COPRSSH_PUBLIC_URL}/api/v1/agent/",
+            "token": report_token,
+            "chunk": settings.COPRSSH_AGENT_CHUNK_BYTES,
+            "heartbeat": max(1, settings.COPRSSH_AGENT_SILENCE // 3),
+        }
+    return job, files
+
+
+def _work(phase: Phase) -> tuple[dict, dict[str, Path]]:
     build = phase.build
     timeout = settings.COPRSSH_BUILD_TIMEOUT
     if isinstance(phase, SrpmPhase):
@@ -177,104 +204,8 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
 
 
 # --- watch ---------------------------------------------------------------------------
-
-
-def watch_phase(*, kind: str, phase_id: int, seconds: float = WATCH_SECONDS) -> Phase | None:
-    """Follow a running phase for up to `seconds`: copy its live log, finish it when it ends."""
-    model = SrpmPhase if kind == "srpm" else BuildChroot
-    now = timezone.now()
-    claimed = model.objects.filter(
-        Q(watch_until__isnull=True) | Q(watch_until__lt=now), pk=phase_id, state=State.RUNNING
-    ).update(watch_until=now + CLAIM)
-    if not claimed:
-        return load(kind, phase_id)  # finished, or another watcher holds it
-    phase = load(kind, phase_id)
-    assert phase is not None
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            progress = runner.poll(phase.lease.builder, workdir=phase.remote_dir, log_offset=phase.log_size)
-        except runner.RunnerError as exc:
-            log.warning("watching %s %s: %s", kind, phase_id, exc)
-            if _lease_gone(phase):
-                finish_phase(phase, state=State.FAILED, reason="the builder was lost (its lease ended)")
-                return load(kind, phase_id)
-            since = phase.unreachable_since or timezone.now()
-            if phase.unreachable_since is None:
-                model.objects.filter(pk=phase_id).update(unreachable_since=since)
-                phase.unreachable_since = since
-            past_limit = phase.started_at is not None and timezone.now() - phase.started_at > _overall_limit()
-            if past_limit or timezone.now() - since > UNREACHABLE_LIMIT:
-                finish_phase(
-                    phase,
-                    state=State.FAILED,
-                    reason=f"the builder stopped answering ({exc})",
-                    lease_reason=Lease.EndReason.FAILED,
-                )
-                return load(kind, phase_id)
-            time.sleep(min(UNREACHABLE_PAUSE, seconds))  # no busy loop against a builder that refuses us
-            break
-        if phase.unreachable_since is not None:
-            model.objects.filter(pk=phase_id).update(unreachable_since=None)
-            phase.unreachable_since = None
-        if phase.started_at and timezone.now() - phase.started_at > _overall_limit():
-            # The agent enforces the time limit itself; this catches an agent that does not.
-            runner_stop_quietly(phase)
-            finish_phase(phase, state=State.FAILED, reason="the build ran past its time limit")
-            return load(kind, phase_id)
-        if progress.log:
-            _store_log(phase, progress.log)
-        current = model.objects.filter(pk=phase_id).values_list("state", flat=True).first()
-        if current != State.RUNNING:
-            return load(kind, phase_id)  # canceled meanwhile
-        drained = len(progress.log) < runner.LOG_CHUNK
-        if progress.status.state in ("succeeded", "failed", "canceled") and drained:
-            reason = progress.status.reason
-            if phase.build.ssh:  # the user is root on this builder: its report is only its word
-                reason = as_reported(progress.status.state, reason)
-            finish_phase(phase, state=progress.status.state, reason=reason)
-            return load(kind, phase_id)
-        if time.monotonic() >= deadline:
-            break
-        if drained:
-            time.sleep(POLL_INTERVAL)
-    with transaction.atomic():
-        model.objects.filter(pk=phase_id, state=State.RUNNING).update(watch_until=None)
-        queue_watch(kind, phase_id)
-    return load(kind, phase_id)
-
-
-def _overall_limit() -> timedelta:
-    # A little slack, so that the agent's own limit (which reports properly) normally fires first.
-    limit = timedelta(seconds=settings.COPRSSH_BUILD_TIMEOUT)
-    return limit + min(timedelta(minutes=10), limit / 10)
-
-
-def runner_stop_quietly(phase: Phase) -> None:
-    try:
-        runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
-    except runner.RunnerError as exc:
-        log.warning("stopping %s: %s", phase, exc)
-
-
-def _lease_gone(phase: Phase) -> bool:
-    return not Lease.objects.filter(pk=phase.lease_id).exclude(state=Lease.State.ENDED).exists()
-
-
-def _store_log(phase: Phase, data: bytes) -> None:
-    limit = settings.COPRSSH_MAX_LOG_BYTES
-    offset = phase.log_size
-    if offset >= limit:
-        phase.log_size = offset + len(data)  # keep reading (to reach the end) but store no more
-    else:
-        if offset + len(data) > limit:
-            data = (
-                data[: limit - offset]
-                + b"\n[coprssh: the log is longer than the limit; the rest is not kept]\n"
-            )
-        storage.write_at(phase.storage_dir, storage.LIVE_LOG, offset, data)
-        phase.log_size = offset + len(data)
-    type(phase).objects.filter(pk=phase.pk, log_size=offset).update(log_size=phase.log_size)
+# The agent reports the live log and the end itself (builds/services/reports.py); the service
+# reads from the builder only to collect results, and to check on an agent that fell silent.
 
 
 # --- finish --------------------------------------------------------------------------
@@ -402,17 +333,27 @@ def stop_phase(*, kind: str, phase_id: int) -> None:
 
 
 def rescue_phases() -> dict[str, list[int]]:
-    """Watch running phases whose watcher died; fail pending phases whose lease ended."""
+    """Check phases whose agent fell silent or reported; restart stalled starts; fail lost pending ones."""
     now = timezone.now()
-    rescued: dict[str, list[int]] = {"watched": [], "failed": [], "restarted": []}
+    rescued: dict[str, list[int]] = {"checked": [], "failed": [], "restarted": []}
+    silent_since = now - timedelta(seconds=settings.COPRSSH_AGENT_SILENCE)
     for model, kind in ((SrpmPhase, "srpm"), (BuildChroot, "rpm")):
-        orphaned = model.objects.filter(state=State.RUNNING).filter(
-            Q(watch_until__isnull=True) | Q(watch_until__lt=now)
+        # Unclaimed running phases that need a look: the agent reported its end (and the task that
+        # collects it was lost), fell silent, or cannot report at all (checked every tick).
+        due = (
+            model.objects.filter(state=State.RUNNING)
+            .filter(Q(watch_until__isnull=True) | Q(watch_until__lt=now))
+            .filter(
+                ~Q(reported_state="")
+                | Q(reports=False)
+                | Q(alive_at__isnull=True)
+                | Q(alive_at__lt=silent_since)
+            )
         )
-        for phase_id in list(orphaned.values_list("pk", flat=True)):
+        for phase_id in list(due.values_list("pk", flat=True)):
             with transaction.atomic():
-                queue_watch(kind, phase_id)
-            rescued["watched"].append(phase_id)
+                queue_check(kind, phase_id)
+            rescued["checked"].append(phase_id)
         # A worker that died while starting a phase (deploying keys, starting the agent) left it
         # STARTING: start it again on the same lease; phase_ready is safe to run twice.
         stalled = model.objects.filter(state=State.STARTING, watch_until__lt=now, lease__isnull=False)

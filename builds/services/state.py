@@ -14,7 +14,7 @@ from django.utils import timezone
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 
 PHASE_READY_TASK = "builds.tasks.phase_ready"
-WATCH_TASK = "builds.tasks.watch_phase"
+CHECK_TASK = "builds.tasks.check_phase"
 STOP_TASK = "builds.tasks.stop_phase"
 
 
@@ -24,9 +24,9 @@ def _queue(task: str, *args: object) -> None:
     async_task(task, *args)
 
 
-def queue_watch(kind: str, phase_id: int) -> None:
-    """Watch the phase again once the current transaction commits."""
-    transaction.on_commit(functools.partial(_queue, WATCH_TASK, kind, phase_id))
+def queue_check(kind: str, phase_id: int) -> None:
+    """Collect a phase whose agent reported its end, or check on a silent one, after commit."""
+    transaction.on_commit(functools.partial(_queue, CHECK_TASK, kind, phase_id))
 
 
 def queue_stop(kind: str, phase_id: int) -> None:

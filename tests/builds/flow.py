@@ -39,7 +39,7 @@ from builders.models import Pool
 from builders.providers.local import LocalProvider
 from builds import runner, storage
 from builds.models import Build, BuildChroot, Chroot, Project, State
-from builds.services import create_project, phases, submit_build
+from builds.services import create_project, submit_build
 from builds.sources import check_upload
 
 __all__ = ["farm", "hello_srpm", "http_root"]
@@ -48,11 +48,7 @@ ARCH = platform.machine()
 CHROOTS = [f"fedora-rawhide-{ARCH}", f"fedora-43-{ARCH}"]
 SPECS = Path(__file__).resolve().parent / "specs"
 HELLO_SPEC = Path(__file__).resolve().parents[2] / "builds" / "demo" / "hello-coprssh.spec"
-# A watch run in production follows a phase for 40 s; here one run is short, so a test sees
-# the machine between runs (the live log test) and a single worker never sits on one phase.
-WATCH_SECONDS = 1.5
-POLL_INTERVAL = 0.1
-# Every task here takes well under a second or two (a watch run WATCH_SECONDS).
+# Every task here takes well under a second or two: none waits on a running build.
 TASK_TIMEOUT = 6.0
 
 Task = tuple[str, tuple[Any, ...]]
@@ -113,11 +109,14 @@ class Farm:
             raise outcome[0]
         return func, args
 
-    def run(self, until: Callable[[], bool] | None = None, *, timeout: float = 30.0) -> None:
+    def run(
+        self, until: Callable[[], bool] | None = None, *, timeout: float = 30.0, builds_tick: bool = False
+    ) -> None:
         """Run tasks until `until()` holds (checked before each task), else until none is queued.
 
         When the queue is empty but `until()` does not hold yet, play the tick's matching pass
-        (`assign_leases`) and wait a little: builds advance on their builders meanwhile.
+        (`assign_leases`), and with `builds_tick` the builds tick (its checks of silent agents), and
+        wait a little: builds advance on their builders, and their agents report, meanwhile.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -134,6 +133,8 @@ class Farm:
                 return
             else:
                 import_string("builders.tasks.assign_leases")()
+                if builds_tick:
+                    import_string("builds.tasks.tick")()
                 if not self.tasks:
                     time.sleep(0.05)
 
@@ -180,15 +181,19 @@ class Farm:
 
 @pytest.fixture
 def farm(
-    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transactional_db: None
+    settings: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transactional_db: None, live_server: Any
 ) -> Iterator[Farm]:
-    """A local pool of real sshd builders (none warm, at most 4) and the worker that drives it."""
+    """A local pool of real sshd builders (none warm, at most 4) and the worker that drives it.
+
+    The agents report to a live test server on loopback, as they would to COPRSSH_PUBLIC_URL.
+    """
     if shutil.which("rpmbuild") is None or not Path("/usr/sbin/sshd").exists():
         pytest.skip("needs rpmbuild and OpenSSH's sshd")
     settings.COPRSSH_BUILDERS_DIR = tmp_path / "builders-dir"
     settings.COPRSSH_ADMIN_KEY_FILE = tmp_path / "ssh" / "admin_ed25519"
     settings.COPRSSH_STORAGE_DIR = tmp_path / "storage"
     settings.COPRSSH_SRPM_ARCH = ARCH
+    settings.COPRSSH_PUBLIC_URL = live_server.url
     for name in CHROOTS:
         # Seeded by a migration, but a transactional test before this one flushed them.
         os_name, version, arch = name.split("-")
@@ -204,10 +209,6 @@ def farm(
     )
     machine = Farm(pool=pool, root=root)
     monkeypatch.setattr("django_q.tasks.async_task", machine.record)
-    # Tuning knobs only: the watch task calls the service without `seconds`, so its default is
-    # what a watch run lasts.
-    monkeypatch.setattr(phases, "POLL_INTERVAL", POLL_INTERVAL)
-    monkeypatch.setitem(phases.watch_phase.__kwdefaults__, "seconds", WATCH_SECONDS)
     # Every work directory handed out, so cleanup finds each agent, even one started for a phase
     # that never recorded its remote_dir.
     new_workdir = runner.new_workdir

@@ -308,19 +308,26 @@ def test_srpm_url_builds(farm, alice, http_root, hello_srpm, settings):
 
 
 def test_live_log_is_streamed_while_the_build_runs(farm, alice):
+    """The agent pushes its log: it arrives while the build runs, and no task runs meanwhile."""
     project = make_project(alice, chroots=[CHROOTS[0]])
     build = submit_file(project, alice, SPECS / "two-lines.spec")
     [bc] = _chroots(build)
     farm.run_until_running(bc)
+    ran = len(farm.done)
 
-    farm.run(lambda: "two-lines: first line" in read_log(bc.storage_dir, "builder-live.log"), timeout=10)
+    assert wait_for(lambda: "two-lines: first line" in read_log(bc.storage_dir, "builder-live.log"), timeout=10)
 
     assert "two-lines: last line" not in read_log(bc.storage_dir, "builder-live.log")
     bc.refresh_from_db()
     assert bc.state == State.RUNNING
-    assert farm.names() == ["builds.tasks.watch_phase"]  # the watcher handed over to its next run
+    # Nothing waits on the running build: no task ran or is queued for it.
+    assert (len(farm.done), farm.names()) == (ran, [])
     build = farm.finish(build)
     assert build.state == State.SUCCEEDED
+    # One task of the builds app, queued by the agent's end report, collected the results.
+    assert [task for task in farm.done[ran:] if task[0].startswith("builds.")] == [
+        ("builds.tasks.check_phase", ("rpm", bc.pk))
+    ]
     live = read_log(bc.storage_dir, "builder-live.log")
     assert live.index("two-lines: first line") < live.index("two-lines: last line")
     # What the service stored is byte for byte what the build printed on the builder.
@@ -333,7 +340,7 @@ def test_live_log_is_streamed_while_the_build_runs(farm, alice):
 
 def test_phase_whose_builder_is_gone_fails_after_the_build_timeout(farm, alice, settings):
     """A builder that stops answering while its lease is active (a crashed VM) fails its phase
-    once the build's time limit has passed, instead of being watched until the lease expires.
+    once the build's time limit has passed, instead of being waited on until the lease expires.
     """
     project = make_project(alice, chroots=[CHROOTS[0]])
     build = submit_file(project, alice, HELLO_SPEC)
@@ -342,9 +349,10 @@ def test_phase_whose_builder_is_gone_fails_after_the_build_timeout(farm, alice, 
     builder = Lease.objects.select_related("builder").get(pk=bc.lease_id).builder
     LocalProvider(farm.root).delete(builder.provider_id)  # the machine dies; its rows know nothing
     settings.COPRSSH_BUILD_TIMEOUT = 1
+    settings.COPRSSH_AGENT_SILENCE = 0  # the agent died with it: the tick checks at once
     time.sleep(1.5)
 
-    farm.run(lambda: BuildChroot.objects.get(pk=bc.pk).is_finished, timeout=3)
+    farm.run(lambda: BuildChroot.objects.get(pk=bc.pk).is_finished, timeout=10, builds_tick=True)
 
     bc.refresh_from_db()
     assert bc.state == State.FAILED
@@ -356,33 +364,34 @@ def test_phase_whose_builder_stops_answering_sftp_costs_a_bounded_time_then_fail
     """Ref: #10 — a builder that accepts SSH but never answers SFTP held a worker until the task timeout."""
     from datetime import timedelta
 
-    from builds.services import phases
+    from builds.services import check_phase, reports
     from tests.builders.test_hostile_builder import silence_sftp
 
     settings.COPRSSH_BUILDER_IO_TIMEOUT = 2
     settings.COPRSSH_BUILDER_CALL_DEADLINE = 4
     project = make_project(alice, chroots=[CHROOTS[0]])
-    build = submit_file(project, alice, HELLO_SPEC)
+    build = submit_file(project, alice, SPECS / "slow.spec")
     [bc] = _chroots(build)
     farm.run_until_running(bc)
     builder = Lease.objects.select_related("builder").get(pk=bc.lease_id).builder
     silence_sftp(LocalProvider(farm.root), builder.provider_id)
+    BuildChroot.objects.filter(pk=bc.pk).update(alive_at=None)  # silent: the tick's check is due
 
     started = time.monotonic()
-    phases.watch_phase(kind="chroot", phase_id=bc.pk, seconds=0.5)
-    # One deadline, plus the short pause the watcher takes before handing over.
+    check_phase(kind="rpm", phase_id=bc.pk)
     assert time.monotonic() - started < settings.COPRSSH_BUILDER_CALL_DEADLINE + 2
     bc.refresh_from_db()
     assert bc.state == State.RUNNING
     assert bc.unreachable_since is not None
+    assert bc.watch_until is None  # the claim is given back for the next tick
 
-    # Past the unreachable limit, the next watch fails the phase by the existing rules.
-    monkeypatch.setattr(phases, "UNREACHABLE_LIMIT", timedelta(0))
-    BuildChroot.objects.filter(pk=bc.pk).update(watch_until=None)
-    phases.watch_phase(kind="chroot", phase_id=bc.pk, seconds=0.5)
+    # Past the unreachable limit, the next check fails the phase by the existing rules.
+    monkeypatch.setattr(reports, "UNREACHABLE_LIMIT", timedelta(0))
+    check_phase(kind="rpm", phase_id=bc.pk)
     bc.refresh_from_db()
     assert bc.state == State.FAILED
     assert "stopped answering" in bc.status_reason
+    assert Lease.objects.get(pk=bc.lease_id).end_reason == Lease.EndReason.FAILED
     farm.run(lambda: not farm.tasks, timeout=20)
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from builders import services as builders
 from builds import runner, services, storage
 from builds.models import BuildChroot, State
-from builds.services import phases
+from builds.services import phases, reports
 from builds.untrusted import PREFIX, REPORT_CAP, as_reported, one_line
 from tests.builds.test_api_ssh import failed_build
 from tests.builds.test_ssh_privacy import give_builder, keygen, make_ssh_build
@@ -54,11 +54,29 @@ def running(phase: BuildChroot) -> BuildChroot:
     return phases.load("rpm", phase.pk)
 
 
-def report(monkeypatch, state: str, reason: str) -> None:
-    """The builder's status.json says `state` and `reason`; its live log has nothing new."""
-    status = runner.Status(state, reason=reason)
-    monkeypatch.setattr(runner, "poll", lambda builder, **kwargs: runner.Progress(status=status, log=b""))
-    monkeypatch.setattr(runner, "fetch_results", lambda *args, **kwargs: [])
+@pytest.fixture(params=["agent", "watchdog"])
+def report(request, monkeypatch):
+    """The builder says `state` and `reason`: its agent reports them to the API, or the tick's check
+    reads them from status.json (the agent fell silent). Either way they are only the builder's word.
+    """
+
+    def say(phase: BuildChroot, state: str, reason: str) -> None:
+        status = runner.Status(state, reason=reason)
+        monkeypatch.setattr(
+            runner,
+            "poll",
+            lambda builder, **kwargs: runner.Progress(status=status, log=b"", agent_alive=False),
+        )
+        monkeypatch.setattr(runner, "fetch_results", lambda *args, **kwargs: [])
+        if request.param == "agent":
+            reports.report_end(
+                reporter=reports.Reporter(kind="rpm", phase_id=phase.pk), state=state, reason=reason, log_size=0
+            )
+        else:
+            BuildChroot.objects.filter(pk=phase.pk).update(alive_at=None)
+        services.check_phase(kind="rpm", phase_id=phase.pk)
+
+    return say
 
 
 def backend_lines(phase: BuildChroot) -> list[str]:
@@ -70,13 +88,11 @@ def assert_clean(text: str) -> None:
 
 
 def test_an_ssh_builders_reason_is_shown_as_its_report_on_one_capped_line(
-    user, key, monkeypatch, django_capture_on_commit_callbacks
+    user, key, report, django_capture_on_commit_callbacks
 ):
     build = make_ssh_build(user, key, django_capture_on_commit_callbacks)
     phase = running(build.build_chroots.select_related("lease").get())
-    report(monkeypatch, "failed", HOSTILE)
-
-    phases.watch_phase(kind="rpm", phase_id=phase.pk, seconds=0)
+    report(phase, "failed", HOSTILE)
 
     phase.refresh_from_db()
     assert phase.state == State.FAILED
@@ -95,28 +111,24 @@ def test_an_ssh_builders_reason_is_shown_as_its_report_on_one_capped_line(
 
 
 def test_an_ssh_builders_success_is_labelled_as_its_report_too(
-    user, key, monkeypatch, django_capture_on_commit_callbacks
+    user, key, report, django_capture_on_commit_callbacks
 ):
     build = make_ssh_build(user, key, django_capture_on_commit_callbacks)
     phase = running(build.build_chroots.select_related("lease").get())
-    report(monkeypatch, "succeeded", "")
-
-    phases.watch_phase(kind="rpm", phase_id=phase.pk, seconds=0)
+    report(phase, "succeeded", "")
 
     phase.refresh_from_db()
     assert (phase.state, phase.status_reason) == (State.SUCCEEDED, "the builder reported: succeeded")
 
 
-def test_a_normal_builds_reason_is_one_line_without_a_label(user, monkeypatch):
+def test_a_normal_builds_reason_is_one_line_without_a_label(user, report):
     project = services.create_project(owner=user, name="plain", chroots=["fedora-43-x86_64"])
     build = failed_build(project, user)
     phase = build.build_chroots.select_related("lease").get()
     lease = builders.request_lease(owner=user, arch="x86_64", sandbox="alice/plain--alice")
     BuildChroot.objects.filter(pk=phase.pk).update(lease=lease)
     phase = running(phases.load("rpm", phase.pk))
-    report(monkeypatch, "failed", "rpmbuild failed\n" + FORGED)
-
-    phases.watch_phase(kind="rpm", phase_id=phase.pk, seconds=0)
+    report(phase, "failed", "rpmbuild failed\n" + FORGED)
 
     phase.refresh_from_db()
     assert phase.status_reason == "rpmbuild failed " + FORGED

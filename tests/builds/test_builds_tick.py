@@ -1,4 +1,4 @@
-"""The builds tick: dead watchers are replaced, phases whose lease ended fail cleanly."""
+"""The builds tick: silent agents are checked, lost reports collected, phases whose lease ended fail cleanly."""
 
 from __future__ import annotations
 
@@ -39,24 +39,60 @@ def test_migration_schedules_the_builds_tick_every_minute():
     assert schedule.minutes == 1
 
 
-def test_tick_queues_a_watcher_for_a_running_phase_nobody_watches(
-    build, django_capture_on_commit_callbacks, monkeypatch
+@pytest.fixture
+def queued(monkeypatch):
+    tasks_queued: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: tasks_queued.append((func, args)))
+    return tasks_queued
+
+
+def _running(build, **fields):
+    SrpmPhase.objects.filter(build=build).update(state=State.RUNNING, **fields)
+
+
+def _ago(seconds: float):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"alive_at": None}, id="never-heard-from"),
+        pytest.param({"alive_at": "silent"}, id="silent-past-the-limit"),
+        pytest.param({"alive_at": "recent", "reported_state": "failed"}, id="reported-but-not-collected"),
+        pytest.param({"alive_at": "recent", "reports": False}, id="pool-without-reports"),
+        pytest.param({"alive_at": "silent", "watch_until": "lapsed"}, id="claim-lapsed"),
+    ],
+)
+def test_tick_queues_a_check_for_a_running_phase_that_needs_one(
+    build, settings, queued, django_capture_on_commit_callbacks, fields
 ):
-    queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
-    SrpmPhase.objects.filter(build=build).update(state=State.RUNNING, watch_until=None)
+    settings.COPRSSH_AGENT_SILENCE = 90
+    when = {"silent": _ago(91), "recent": _ago(5), "lapsed": _ago(1)}
+    _running(build, **{name: when.get(value, value) for name, value in fields.items()})
     with django_capture_on_commit_callbacks(execute=True):
         summary = tasks.tick()
-    assert summary["watched"] == [build.srpm.pk]
-    assert ("builds.tasks.watch_phase", ("srpm", build.srpm.pk)) in queued
+    assert summary["checked"] == [build.srpm.pk]
+    assert queued.count(("builds.tasks.check_phase", ("srpm", build.srpm.pk))) == 1
 
 
-def test_tick_leaves_a_phase_whose_watcher_is_alive(build, django_capture_on_commit_callbacks):
-    SrpmPhase.objects.filter(build=build).update(
-        state=State.RUNNING, watch_until=timezone.now() + timedelta(seconds=60)
-    )
-    with django_capture_on_commit_callbacks(execute=False):
-        assert tasks.tick()["watched"] == []
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"alive_at": "recent"}, id="agent-reported-lately"),
+        pytest.param({"alive_at": "silent", "watch_until": "claimed"}, id="a-check-holds-it"),
+        pytest.param({"reported_state": "failed", "watch_until": "claimed"}, id="being-collected"),
+    ],
+)
+def test_tick_leaves_a_running_phase_that_needs_no_check(
+    build, settings, queued, django_capture_on_commit_callbacks, fields
+):
+    settings.COPRSSH_AGENT_SILENCE = 90
+    when = {"silent": _ago(91), "recent": _ago(5), "claimed": _ago(-60)}
+    _running(build, **{name: when.get(value, value) for name, value in fields.items()})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.tick()["checked"] == []
+    assert queued == []
 
 
 def test_tick_fails_a_pending_phase_whose_lease_ended(build):
