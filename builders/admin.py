@@ -129,6 +129,7 @@ class PoolAdmin(NoDeleteAdmin):
             "max_builders",
             "warm_builders",
             "provider_settings",
+            "reaches_service",
             "enabled",
         ]
         if obj is None:

@@ -108,8 +108,11 @@ class _AgentView(APIView):
     throttle_classes = [AgentThrottle]
 
     def reporter(self, request: Request) -> reports.Reporter:
+        """The phase in the path, which must be the token's: any other is not found."""
         reporter = request.auth
         assert isinstance(reporter, reports.Reporter)
+        if (reporter.kind, reporter.phase_id) != (self.kwargs["kind"], self.kwargs["phase_id"]):
+            raise exceptions.NotFound("No such phase for this token.")
         return reporter
 
 
@@ -140,7 +143,8 @@ class AgentLogView(_AgentView):
             413: TOO_LARGE,
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, kind: str, phase_id: int) -> Response:
+        reporter = self.reporter(request)
         values = request.query_params.getlist("offset")
         if len(values) != 1 or not (values[0].isascii() and values[0].isdigit()) or len(values[0]) > 18:
             raise serializers.ValidationError(
@@ -149,9 +153,11 @@ class AgentLogView(_AgentView):
         offset = int(values[0])
         data = request.data
         if not isinstance(data, bytes):
-            raise serializers.ValidationError({"data": ["Send the chunk as application/octet-stream."]})
+            if data:
+                raise serializers.ValidationError({"data": ["Send the chunk as application/octet-stream."]})
+            data = b""  # an empty body: a sign of life with nothing new to log
         try:
-            size = reports.append_log(reporter=self.reporter(request), offset=offset, data=data)
+            size = reports.append_log(reporter=reporter, offset=offset, data=data)
         except reports.LogGap as gap:
             return Response(
                 {"detail": gap.message, "code": gap.code, "log_size": gap.log_size},
@@ -172,8 +178,9 @@ class AgentEndView(_AgentView):
         recorded = serializers.BooleanField(help_text="False when an end was recorded before.")
 
     @extend_schema(operation_id="agent_end", request=EndInput, responses={200: EndOutput, 409: CONFLICT})
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, kind: str, phase_id: int) -> Response:
+        reporter = self.reporter(request)
         data = self.EndInput(data=request.data)
         data.is_valid(raise_exception=True)
-        recorded = reports.report_end(reporter=self.reporter(request), **data.validated_data)
+        recorded = reports.report_end(reporter=reporter, **data.validated_data)
         return Response({"recorded": recorded})

@@ -24,6 +24,6 @@ urlpatterns = [
         name="api-ssh-builder-release",
     ),
     path("quota/", api_ssh.QuotaView.as_view(), name="api-quota"),
-    path("agent/log/", api_agent.AgentLogView.as_view(), name="api-agent-log"),
-    path("agent/end/", api_agent.AgentEndView.as_view(), name="api-agent-end"),
+    path("agent/<str:kind>/<int:phase_id>/log/", api_agent.AgentLogView.as_view(), name="api-agent-log"),
+    path("agent/<str:kind>/<int:phase_id>/end/", api_agent.AgentEndView.as_view(), name="api-agent-end"),
 ]

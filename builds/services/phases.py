@@ -128,7 +128,7 @@ def _job(phase: Phase, *, report_token: str = "") -> tuple[dict, dict[str, Path]
     job, files = _work(phase)
     if report_token:
         job["report"] = {
-            "url": f"{settings.COPRSSH_PUBLIC_URL}/api/v1/agent/",
+            "url": f"{settings.COPRSSH_PUBLIC_URL}/api/v1/agent/{kind_of(phase)}/{phase.pk}/",
             "token": report_token,
             "chunk": settings.COPRSSH_AGENT_CHUNK_BYTES,
             "heartbeat": max(1, settings.COPRSSH_AGENT_SILENCE // 3),

@@ -315,7 +315,9 @@ def test_live_log_is_streamed_while_the_build_runs(farm, alice):
     farm.run_until_running(bc)
     ran = len(farm.done)
 
-    assert wait_for(lambda: "two-lines: first line" in read_log(bc.storage_dir, "builder-live.log"), timeout=10)
+    assert wait_for(
+        lambda: "two-lines: first line" in read_log(bc.storage_dir, "builder-live.log"), timeout=10
+    )
 
     assert "two-lines: last line" not in read_log(bc.storage_dir, "builder-live.log")
     bc.refresh_from_db()

@@ -70,7 +70,10 @@ def report(request, monkeypatch):
         monkeypatch.setattr(runner, "fetch_results", lambda *args, **kwargs: [])
         if request.param == "agent":
             reports.report_end(
-                reporter=reports.Reporter(kind="rpm", phase_id=phase.pk), state=state, reason=reason, log_size=0
+                reporter=reports.Reporter(kind="rpm", phase_id=phase.pk),
+                state=state,
+                reason=reason,
+                log_size=0,
             )
         else:
             BuildChroot.objects.filter(pk=phase.pk).update(alive_at=None)
