@@ -52,8 +52,13 @@ def request_lease(
     pool: Pool | None = None,
     on_assigned: str = "",
     via: Via | None = None,
+    at_once: bool = False,
 ) -> Lease:
-    """Ask for a builder of `arch`; an SSH lease over the owner's quota is queued with a reason."""
+    """Ask for a builder of `arch`; an SSH lease over the owner's quota is queued with a reason.
+
+    With `at_once`, a ready builder is assigned as soon as the caller's transaction commits, in the
+    caller's process (a user waiting for an SSH builder saves a trip through the task queue).
+    """
     via = via or Via(user=owner, source="task")
     if not ssh and not sandbox:
         raise ServiceError("A lease without SSH needs a sandbox.", field="sandbox")
@@ -88,10 +93,25 @@ def request_lease(
             else AuditEvent.Action.LEASE_REQUESTED
         )
         audit(action, via=via, lease=lease, detail=reason or purpose)
-        if state == Lease.State.WAITING:
+        if state == Lease.State.WAITING and at_once:
+            # A ready builder is given right after commit, without a trip through the task queue;
+            # only when none is ready does a task look further (and start builders).
+            lease_id = lease.pk
+            transaction.on_commit(lambda: _assign_or_queue(lease_id))
+        elif state == Lease.State.WAITING:
             queue_task("builders.tasks.assign_leases")
     log.info("lease %s requested by %s: %s %s", lease.pk, owner.pk, state, reason)
     return lease
+
+
+def _assign_or_queue(lease_id: int) -> None:
+    try:
+        assigned = _assign_one(lease_id)
+    except _Retry:
+        assigned = False
+    if not assigned:
+        with transaction.atomic():
+            queue_task("builders.tasks.assign_leases")
 
 
 # --- assign ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def request_srpm_lease(build: Build, srpm: SrpmPhase) -> None:
         sandbox=build.sandbox,
         purpose=f"build #{build.pk} srpm",
         on_assigned=PHASE_READY_TASK,
+        at_once=True,
     )
     srpm.lease = lease
     srpm.save(update_fields=["lease"])
@@ -43,6 +44,7 @@ def request_chroot_leases(build: Build) -> None:
             sandbox=build.sandbox,
             purpose=f"build #{build.pk} {build_chroot.chroot.name}",
             on_assigned=PHASE_READY_TASK,
+            at_once=True,
         )
         build_chroot.lease = lease
         build_chroot.save(update_fields=["lease"])
@@ -62,6 +64,7 @@ def request_ssh_lease(
         ssh=True,
         purpose=f"build #{build.pk} {what}",
         on_assigned=PHASE_READY_TASK,
+        at_once=True,
         via=via,
     )
 
