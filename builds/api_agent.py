@@ -90,7 +90,9 @@ class LogChunkParser(parsers.BaseParser):
 
     media_type = "application/octet-stream"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> bytes:
+    def parse(  # type: ignore[override]  # DRF hands request.data whatever a parser returns
+        self, stream: Any, media_type: str | None = None, parser_context: Any = None
+    ) -> bytes:
         cap = settings.COPRSSH_AGENT_CHUNK_BYTES
         request = (parser_context or {}).get("request")
         length = request.META.get("CONTENT_LENGTH") if request is not None else None
@@ -151,13 +153,13 @@ class AgentLogView(_AgentView):
                 {"offset": ["Give the chunk's offset in the log once, 0 or more."]}
             )
         offset = int(values[0])
-        data = request.data
-        if not isinstance(data, bytes):
-            if data:
+        body: object = request.data
+        if not isinstance(body, bytes):
+            if body:
                 raise serializers.ValidationError({"data": ["Send the chunk as application/octet-stream."]})
-            data = b""  # an empty body: a sign of life with nothing new to log
+            body = b""  # an empty body: a sign of life with nothing new to log
         try:
-            size = reports.append_log(reporter=reporter, offset=offset, data=data)
+            size = reports.append_log(reporter=reporter, offset=offset, data=body)
         except reports.LogGap as gap:
             return Response(
                 {"detail": gap.message, "code": gap.code, "log_size": gap.log_size},

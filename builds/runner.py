@@ -15,9 +15,12 @@ import re
 import secrets
 import shlex
 import stat
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import paramiko
 from django.conf import settings
 from fabric import Connection
 
@@ -50,17 +53,17 @@ def connect(builder: Builder, *, timeout: float | None = None) -> Connection:
     return ssh.connect(machine_of(builder), key_filename=admin_key().private_path, timeout=timeout)
 
 
-def _sftp(conn: Connection):  # noqa: ANN202 - paramiko SFTPClient
+def _sftp(conn: Connection) -> paramiko.SFTPClient:
     return ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
 
 
-def _deadline(conn: Connection, seconds: float | None = None):  # noqa: ANN202 - a context manager
+def _deadline(conn: Connection, seconds: float | None = None) -> AbstractContextManager[float]:
     return ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE if seconds is None else seconds)
 
 
 def _run(conn: Connection, command: str, timeout: float = 60.0) -> str:
     try:
-        return ssh.run(conn, command, timeout=timeout).stdout
+        return str(ssh.run(conn, command, timeout=timeout).stdout)
     except Exception as exc:  # paramiko, socket, invoke errors alike
         raise RunnerError(
             f"{command.split()[0]} on the builder failed: {type(exc).__name__}: {exc}"
@@ -73,7 +76,7 @@ def new_workdir(builder: Builder, label: str) -> str:
     return posixpath.join(jobs, f"{label}-{secrets.token_hex(8)}")
 
 
-def start(builder: Builder, *, workdir: str, job: dict, files: dict[str, Path]) -> None:
+def start(builder: Builder, *, workdir: str, job: dict[str, Any], files: dict[str, Path]) -> None:
     """Upload the agent, the job and its input files, then start the agent detached."""
     try:
         with connect(builder) as conn, _deadline(conn):
@@ -132,10 +135,10 @@ def _agent_runs(conn: Connection, workdir: str) -> bool:
     text = re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", f"{AGENT_NAME} run {workdir}")
     pattern = shlex.quote(f"[{text[0]}]{text[1:]}")
     result = ssh.run(conn, f"pgrep -f -- {pattern} > /dev/null 2>&1", timeout=30.0, warn=True)
-    return result.exited == 0
+    return bool(result.exited == 0)
 
 
-def _read_status(sftp, workdir: str, *, until: float | None = None) -> Status:  # noqa: ANN001 - SFTPClient
+def _read_status(sftp: paramiko.SFTPClient, workdir: str, *, until: float | None = None) -> Status:
     path = posixpath.join(workdir, "status.json")
     try:
         raw = ssh.read_capped(sftp, path, cap=STATUS_CAP, until=until)
@@ -160,7 +163,7 @@ def _read_status(sftp, workdir: str, *, until: float | None = None) -> Status:  
     )
 
 
-def _read_log(sftp, path: str, offset: int, *, until: float | None = None) -> bytes:  # noqa: ANN001
+def _read_log(sftp: paramiko.SFTPClient, path: str, offset: int, *, until: float | None = None) -> bytes:
     try:
         return ssh.read_capped(sftp, path, cap=LOG_CHUNK, offset=offset, truncate=True, until=until)
     except FileNotFoundError:
@@ -191,7 +194,7 @@ def fetch_results(
             sftp = _sftp(conn)
             results = posixpath.join(workdir, "results")
             folder = sftp.lstat(results)
-            if not stat.S_ISDIR(folder.st_mode):
+            if not stat.S_ISDIR(folder.st_mode or 0):
                 raise RunnerError("the results folder is not a folder")
             total = 0
             for entry in sorted(sftp.listdir_attr(results), key=lambda e: e.filename):
@@ -199,7 +202,7 @@ def fetch_results(
                 if not RESULT_NAME_RE.fullmatch(name) or (only is not None and not only.fullmatch(name)):
                     continue
                 info = sftp.lstat(posixpath.join(results, name))  # never follow a symlink
-                if not stat.S_ISREG(info.st_mode):
+                if not stat.S_ISREG(info.st_mode or 0):
                     continue
                 size = info.st_size or 0
                 if size > per_file or total + size > total_cap:

@@ -33,7 +33,7 @@ def stop_phase(kind: str, phase_id: int) -> None:
     services.stop_phase(kind=kind, phase_id=phase_id)
 
 
-def tick() -> dict[str, object]:
+def tick() -> dict[str, list[int]]:
     """Every minute: check silent agents, collect lost reports, fail phases whose lease ended."""
     summary = services.rescue_phases()
     log.info("builds tick: %s", summary)

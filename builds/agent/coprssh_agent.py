@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
@@ -62,7 +63,12 @@ PRIVATE = [
 ]
 
 
-def address_problem(address, *, allow_local: bool = False, allow_private: bool = False) -> str:  # noqa: ANN001
+def address_problem(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    *,
+    allow_local: bool = False,
+    allow_private: bool = False,
+) -> str:
     """Why a source must not be fetched from `address`, or "" when it may (shared with the service)."""
     if address.version == 6 and address.ipv4_mapped is not None:
         # ::ffff:127.0.0.1 reaches 127.0.0.1; and ::ffff:0:0/96 as a whole is "reserved".
@@ -103,7 +109,7 @@ class Reporter:
     INTERVAL = 0.5  # seconds between looks at the log
     GIVE_UP = 300.0  # how long the end is retried against a service that does not answer
 
-    def __init__(self, agent: Agent, config: dict) -> None:
+    def __init__(self, agent: Agent, config: dict[str, Any]) -> None:
         self.agent = agent
         self.url = str(config["url"]).rstrip("/") + "/"
         self.token = str(config["token"])
@@ -118,7 +124,7 @@ class Reporter:
     def start(self) -> None:
         self.thread.start()
 
-    def request(self, path: str, body: bytes, content_type: str) -> tuple[int, dict]:
+    def request(self, path: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
         req = urllib.request.Request(
             self.url + path,
             data=body,
@@ -393,7 +399,15 @@ class Agent:
         class CheckedRedirects(urllib.request.HTTPRedirectHandler):
             max_redirections = MAX_REDIRECTS
 
-            def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+            def redirect_request(  # noqa: PLR0913 - urllib's signature
+                self,
+                req: urllib.request.Request,
+                fp: Any,
+                code: int,
+                msg: str,
+                headers: Any,
+                newurl: str,
+            ) -> urllib.request.Request | None:
                 if len(getattr(req, "redirect_dict", {})) >= MAX_REDIRECTS:
                     raise PhaseFailed(f"refused to fetch {newurl!r}: more than {MAX_REDIRECTS} redirects")
                 agent.check_fetch(newurl)
@@ -408,9 +422,9 @@ class Agent:
         probe = url.rstrip("/") + GIT_PROBE
         try:
             with self.opener().open(probe, timeout=60) as response:
-                final = response.geturl()
+                final = str(response.geturl())
         except urllib.error.HTTPError as exc:
-            final = exc.geturl()  # git says what is wrong with it
+            final = str(exc.geturl())  # git says what is wrong with it
         except OSError:
             return url  # unreachable now: git says so
         if final == probe:

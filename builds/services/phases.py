@@ -14,6 +14,7 @@ import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -21,7 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from builders import services as builders
-from builders.models import Lease
+from builders.models import Builder, Lease
 from builders.providers.base import ProviderError
 from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
@@ -71,6 +72,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
         log.warning("phase %s %s: %s", kind_of(phase), phase.pk, exc.message)
         return phase
     builder = lease.builder
+    assert builder is not None  # an active lease holds its builder
     label = f"{phase.build_id}-{chroot_of(phase)}"
     workdir = runner.new_workdir(builder, label)
     # backend.log is public: where a user's builder is reached is for its owner (the build page).
@@ -114,6 +116,19 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     return load(kind_of(phase), phase.pk)
 
 
+def builder_of(phase: Phase) -> Builder:
+    """The builder the phase's lease holds; RunnerError when there is none (any more)."""
+    if phase.lease is None or phase.lease.builder is None:
+        raise runner.RunnerError("the builder was lost (its lease ended)")
+    return phase.lease.builder
+
+
+def lease_of(phase: Phase) -> int:
+    """The id of the lease a started phase runs on (it has one from its start on)."""
+    assert phase.lease_id is not None
+    return phase.lease_id
+
+
 def token_digest(token: str) -> str:
     """What is stored of a phase's report token."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -124,7 +139,7 @@ def start_claim() -> timedelta:
     return timedelta(seconds=2 * settings.COPRSSH_BUILDER_CALL_DEADLINE + 30)
 
 
-def _job(phase: Phase, *, report_token: str = "") -> tuple[dict, dict[str, Path]]:
+def _job(phase: Phase, *, report_token: str = "") -> tuple[dict[str, Any], dict[str, Path]]:
     job, files = _work(phase)
     if report_token:
         job["report"] = {
@@ -136,7 +151,7 @@ def _job(phase: Phase, *, report_token: str = "") -> tuple[dict, dict[str, Path]
     return job, files
 
 
-def _work(phase: Phase) -> tuple[dict, dict[str, Path]]:
+def _work(phase: Phase) -> tuple[dict[str, Any], dict[str, Path]]:
     build = phase.build
     timeout = settings.COPRSSH_BUILD_TIMEOUT
     if isinstance(phase, SrpmPhase):
@@ -174,7 +189,7 @@ def _fail_start(phase: Phase, reason: str) -> None:
             _skip_chroots(phase.build_id, "the SRPM phase failed")
         update_build_state(phase.build_id)
     # A builder we could not use is not trusted for the next build either.
-    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+    builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
 
 
 def _open_ssh_access(phase: Phase, workdir: str) -> None:
@@ -189,7 +204,7 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
         results=f"{workdir}/results",
     )
     access = builders.deploy_ssh_access(
-        lease_id=phase.lease_id, keys=keys_of(build), info=info, via=builders.TASK
+        lease_id=lease_of(phase), keys=keys_of(build), info=info, via=builders.TASK
     )
     expires = timezone.localtime(access.expires_at)
     # backend.log is public: no host, port, command or key fingerprints here (issue #10).
@@ -226,7 +241,7 @@ def finish_phase(
         if isinstance(phase, SrpmPhase):
             try:
                 fetched = runner.fetch_results(
-                    phase.lease.builder,
+                    builder_of(phase),
                     workdir=phase.remote_dir,
                     target=storage.ensure_dir(phase.storage_dir),
                     only=SPEC_ONLY,
@@ -238,7 +253,7 @@ def finish_phase(
         pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
         try:
             fetched = runner.fetch_results(
-                phase.lease.builder,
+                builder_of(phase),
                 workdir=phase.remote_dir,
                 target=target,
                 only=pattern,
@@ -277,7 +292,7 @@ def finish_phase(
     if build.ssh and lease_reason == Lease.EndReason.BUILD_FINISHED:
         # The user's builder stays for debugging: the default lifetime counts from now.
         try:
-            lease = builders.keep_after_work(lease_id=phase.lease_id, finished_at=now)
+            lease = builders.keep_after_work(lease_id=lease_of(phase), finished_at=now)
         except builders.LeaseNotActive:
             return
         until = timezone.localtime(lease.expires_at)
@@ -286,7 +301,7 @@ def finish_phase(
         )
         return
     # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
-    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=lease_reason)
+    builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=lease_reason)
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:
@@ -315,7 +330,7 @@ def stop_phase(*, kind: str, phase_id: int) -> None:
         return
     if not phase.remote_dir or phase.lease is None or phase.lease.builder is None:
         # Nothing was started where we could find it: the builder is not trusted to be idle.
-        builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+        builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
         return
     try:
         runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
@@ -323,10 +338,10 @@ def stop_phase(*, kind: str, phase_id: int) -> None:
         storage.backend_log(
             phase.storage_dir, f"Could not stop the build on the builder: {one_line(str(exc))}"
         )
-        builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+        builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
         return
     storage.backend_log(phase.storage_dir, "Stopped on the builder.")
-    builders.release_lease(lease_id=phase.lease_id, via=builders.TASK, reason=Lease.EndReason.CANCELED)
+    builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.CANCELED)
 
 
 # --- the builds tick -------------------------------------------------------------------
@@ -337,7 +352,11 @@ def rescue_phases() -> dict[str, list[int]]:
     now = timezone.now()
     rescued: dict[str, list[int]] = {"checked": [], "failed": [], "restarted": []}
     silent_since = now - timedelta(seconds=settings.COPRSSH_AGENT_SILENCE)
-    for model, kind in ((SrpmPhase, "srpm"), (BuildChroot, "rpm")):
+    models: list[tuple[type[SrpmPhase] | type[BuildChroot], str]] = [
+        (SrpmPhase, "srpm"),
+        (BuildChroot, "rpm"),
+    ]
+    for model, kind in models:
         # Unclaimed running phases that need a look: the agent reported its end (and the task that
         # collects it was lost), fell silent, or cannot report at all (checked every tick).
         due = (
@@ -365,15 +384,13 @@ def rescue_phases() -> dict[str, list[int]]:
                     queue_phase_ready(lease_id)
                     rescued["restarted"].append(phase_id)
         lost = model.objects.filter(state=State.PENDING, lease__state=Lease.State.ENDED)
-        for phase in list(lost.select_related("lease")):
+        for phase_id, build_id, end_reason in list(lost.values_list("pk", "build_id", "lease__end_reason")):
             with transaction.atomic():
-                if model.objects.filter(pk=phase.pk, state=State.PENDING).update(
-                    state=State.FAILED,
-                    ended_at=now,
-                    status_reason=f"its lease ended ({phase.lease.end_reason})",
+                if model.objects.filter(pk=phase_id, state=State.PENDING).update(
+                    state=State.FAILED, ended_at=now, status_reason=f"its lease ended ({end_reason})"
                 ):
                     if model is SrpmPhase:
-                        _skip_chroots(phase.build_id, "the SRPM phase failed")
-                    update_build_state(phase.build_id)
-            rescued["failed"].append(phase.pk)
+                        _skip_chroots(build_id, "the SRPM phase failed")
+                    update_build_state(build_id)
+            rescued["failed"].append(phase_id)
     return rescued

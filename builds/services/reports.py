@@ -22,7 +22,7 @@ from builders.models import Lease
 from builds import runner, storage
 from builds.models import BuildChroot, SrpmPhase, State
 from builds.selectors import Phase, kind_of, load_phase
-from builds.services.phases import UNREACHABLE_LIMIT, finish_phase, start_claim, token_digest
+from builds.services.phases import UNREACHABLE_LIMIT, builder_of, finish_phase, start_claim, token_digest
 from builds.services.state import queue_check
 from builds.untrusted import as_reported, one_line
 from coprssh.exceptions import ConflictError, ServiceError
@@ -171,16 +171,29 @@ def _collect(phase: Phase) -> None:
             _pull_log(phase, until=wanted)
         except runner.RunnerError as exc:
             log.warning("the rest of %s's log: %s", phase, exc)
-    reason = phase.reported_reason
+    _finish_as_reported(phase, phase.reported_state, phase.reported_reason)
+
+
+def _finish_as_reported(phase: Phase, state: str, reason: str) -> None:
+    """Finish a running phase with the end its builder gave (its report, or its status file)."""
+    lease_reason = Lease.EndReason.BUILD_FINISHED
+    if state == "canceled":
+        # The service cancels a phase before it stops the agent, and a canceled phase's reports are
+        # refused: a running phase's agent stopped by a signal from elsewhere (the machine shutting
+        # down, a user on an SSH builder) failed, on a builder that is not trusted any more.
+        state, lease_reason = State.FAILED, Lease.EndReason.FAILED
+        reason = (
+            f"stopped on the builder, not by the service: {reason}" if reason else "stopped on the builder"
+        )
     if phase.build.ssh:  # the user is root on this builder: its report is only its word
-        reason = as_reported(phase.reported_state, reason)
-    finish_phase(phase, state=phase.reported_state, reason=reason)
+        reason = as_reported(state, reason)
+    finish_phase(phase, state=state, reason=reason, lease_reason=lease_reason)
 
 
 def _pull_log(phase: Phase, *, until: int) -> None:
     """Read the live log over SFTP from the stored size up to `until`, within one call's deadline each."""
     while phase.log_size < min(until, settings.COPRSSH_MAX_LOG_BYTES):
-        progress = runner.poll(phase.lease.builder, workdir=phase.remote_dir, log_offset=phase.log_size)
+        progress = runner.poll(builder_of(phase), workdir=phase.remote_dir, log_offset=phase.log_size)
         if not progress.log or _store_log(phase, progress.log[: until - phase.log_size]) is None:
             return
 
@@ -193,7 +206,7 @@ def _probe(phase: Phase) -> None:
         return
     try:
         progress = runner.poll(
-            phase.lease.builder, workdir=phase.remote_dir, log_offset=phase.log_size, ask_agent=True
+            builder_of(phase), workdir=phase.remote_dir, log_offset=phase.log_size, ask_agent=True
         )
     except runner.RunnerError as exc:
         log.warning("checking %s: %s", phase, exc)
@@ -210,8 +223,7 @@ def _probe(phase: Phase) -> None:
     status = progress.status
     drained = len(progress.log) < runner.LOG_CHUNK
     if status.state in END_STATES and drained:
-        reason = as_reported(status.state, status.reason) if phase.build.ssh else status.reason
-        finish_phase(phase, state=status.state, reason=reason)
+        _finish_as_reported(phase, status.state, status.reason)
         return
     if status.state not in END_STATES and progress.agent_alive is False:
         # Read the status once more: the agent may have ended between the two reads.
@@ -237,17 +249,14 @@ def _probe(phase: Phase) -> None:
 
 def _ended_meanwhile(phase: Phase) -> bool:
     try:
-        progress = runner.poll(phase.lease.builder, workdir=phase.remote_dir, log_offset=phase.log_size)
+        progress = runner.poll(builder_of(phase), workdir=phase.remote_dir, log_offset=phase.log_size)
     except runner.RunnerError:
         return False
     if progress.status.state not in END_STATES:
         return False
     if progress.log:
         _store_log(phase, progress.log)
-    reason = progress.status.reason
-    if phase.build.ssh:
-        reason = as_reported(progress.status.state, reason)
-    finish_phase(phase, state=progress.status.state, reason=reason)
+    _finish_as_reported(phase, progress.status.state, progress.status.reason)
     return True
 
 
@@ -279,10 +288,12 @@ def overall_limit() -> timedelta:
 
 def stop_quietly(phase: Phase) -> None:
     try:
-        runner.stop(phase.lease.builder, pgid=None, workdir=phase.remote_dir)
+        runner.stop(builder_of(phase), pgid=None, workdir=phase.remote_dir)
     except runner.RunnerError as exc:
         log.warning("stopping %s: %s", phase, exc)
 
 
 def _lease_gone(phase: Phase) -> bool:
+    if phase.lease_id is None:
+        return True
     return not Lease.objects.filter(pk=phase.lease_id).exclude(state=Lease.State.ENDED).exists()

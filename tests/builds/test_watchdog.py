@@ -86,7 +86,11 @@ def test_a_dead_builder_is_found_by_the_watchdog_and_its_phase_fails(farm, alice
     build = submit_file(project, alice, SPECS / "slow.spec")
     bc = farm.run_until_running(_chroot(build))
     builder = Lease.objects.select_related("builder").get(pk=bc.lease_id).builder
-    LocalProvider(farm.root).delete(builder.provider_id)  # the machine dies, and its agent with it
+    # The machine dies at once (its agent gets no chance to say anything), and it stays dead.
+    for pid in processes_in(bc.remote_dir):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    LocalProvider(farm.root).delete(builder.provider_id)
     settings.COPRSSH_AGENT_SILENCE = 0
 
     farm.run(lambda: BuildChroot.objects.get(pk=bc.pk).unreachable_since is not None, builds_tick=True)
@@ -100,7 +104,9 @@ def test_a_dead_builder_is_found_by_the_watchdog_and_its_phase_fails(farm, alice
     assert Lease.objects.get(pk=bc.lease_id).end_reason == Lease.EndReason.FAILED
 
 
-def test_an_agent_that_cannot_reach_the_service_is_checked_and_its_build_still_finishes(farm, alice, settings):
+def test_an_agent_that_cannot_reach_the_service_is_checked_and_its_build_still_finishes(
+    farm, alice, settings
+):
     settings.COPRSSH_PUBLIC_URL = _closed_port_url()
     settings.COPRSSH_AGENT_SILENCE = 0
     project = make_project(alice, chroots=[CHROOTS[0]])
@@ -139,3 +145,21 @@ def test_a_pool_whose_builders_cannot_reach_the_service_is_checked_every_tick(fa
     bc = _chroot(build)
     assert (bc.reports, bc.token_hash) == (False, "")
     assert "hello-coprssh-1.0-1.noarch.rpm" in os.listdir(stored(bc.storage_dir))
+
+
+def test_an_agent_stopped_on_the_builder_by_someone_else_fails_its_phase(farm, alice):
+    """A SIGTERM the service did not send (a machine shutting down): the agent says "canceled", but
+    only the service cancels; the phase failed, and its builder is not trusted again."""
+    project = make_project(alice, chroots=[CHROOTS[0]])
+    build = submit_file(project, alice, SPECS / "slow.spec")
+    bc = farm.run_until_running(_chroot(build))
+    assert wait_for(lambda: "slow: building" in read_log(bc.storage_dir, "builder-live.log"), timeout=10)
+    agent = min(processes_in(bc.remote_dir))  # the agent leads its process group
+    os.killpg(os.getpgid(agent), signal.SIGTERM)
+
+    farm.run(lambda: BuildChroot.objects.get(pk=bc.pk).is_finished, timeout=20)
+
+    bc.refresh_from_db()
+    assert bc.state == State.FAILED
+    assert bc.status_reason.startswith("stopped on the builder, not by the service")
+    assert Lease.objects.get(pk=bc.lease_id).end_reason == Lease.EndReason.FAILED
