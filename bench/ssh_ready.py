@@ -140,6 +140,8 @@ class Worker:
         from builds import runner
 
         django_q.tasks.async_task = self.record  # the services import it inside their functions
+        from serve import serve_api  # bench/serve.py, beside this script
+
         serve_api()  # the agents report there, as they would to the web service
         new_workdir = runner.new_workdir
 
@@ -149,25 +151,6 @@ class Worker:
             return workdir
 
         runner.new_workdir = remember
-
-
-def serve_api() -> None:
-    """Serve the site from a thread on a free loopback port, and point COPRSSH_PUBLIC_URL at it."""
-    import threading
-
-    from django.conf import settings
-    from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
-    from django.core.wsgi import get_wsgi_application
-
-    class Quiet(WSGIRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-            pass
-
-    server = ThreadedWSGIServer(("127.0.0.1", 0), Quiet)
-    server.set_app(get_wsgi_application())
-    threading.Thread(target=server.serve_forever, name="bench-api", daemon=True).start()
-    settings.COPRSSH_PUBLIC_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
 
 
 def new_key(directory: Path) -> tuple[Path, str]:
