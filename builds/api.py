@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from builders import services as builders
 from builds import services, sources, storage
 from builds.files import LOG_NAMES, log_url, result_url
+from builds.http import AuthenticatedRequest
 from builds.models import (
     CHROOT_NAME_RE,
     PROJECT_NAME_RE,
@@ -53,18 +54,28 @@ REQUIRED_SOURCE_FIELDS = {
 }
 
 
-def _paginated(view: APIView, request: Request, queryset: QuerySet, serializer: type) -> Response:
+def _paginated(
+    view: APIView,
+    request: Request,
+    queryset: QuerySet[Any],
+    serializer: type[serializers.BaseSerializer[Any]],
+) -> Response:
     paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer(page, many=True, context={"request": request}).data)
 
 
-def _project(full_name: tuple[str, str]) -> Project:
-    owner, name = full_name
+def _project(owner: str, name: str) -> Project:
     project = Project.objects.select_related("owner").filter(owner__username=owner, name=name).first()
     if project is None:
         raise NotFoundError(f"No project {owner}/{name}.", field="project")
     return project
+
+
+def _project_named(full_name: str) -> Project:
+    """The project of a FullNameField's value."""
+    owner, name = full_name.split("/")
+    return _project(owner, name)
 
 
 def _builds() -> QuerySet[Build]:
@@ -93,19 +104,18 @@ def _build(build_id: int) -> Build:
     }
 )
 class FullNameField(serializers.CharField):
-    """A project as `owner/name`; validated into the pair."""
+    """A project as `owner/name` (neither part has a slash)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
             max_length=300, trim_whitespace=False, help_text='The project, as "owner/name".', **kwargs
         )
 
-    def to_internal_value(self, data: Any) -> tuple[str, str]:
+    def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        match = FULL_NAME_RE.fullmatch(value)
-        if match is None:
+        if not FULL_NAME_RE.fullmatch(value):
             raise serializers.ValidationError('Write the project as "owner/name".')
-        return match["owner"], match["name"]
+        return value
 
 
 class KeyLinesField(serializers.CharField):
@@ -137,10 +147,12 @@ def _chroot_names(**kwargs: Any) -> serializers.ListField:
 # --- output ---------------------------------------------------------------------------
 
 
-class ProjectOutput(serializers.ModelSerializer):
+class ProjectOutput(serializers.ModelSerializer[Project]):
     owner = serializers.CharField(source="owner.get_username")
     full_name = serializers.CharField()
-    chroots = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+    chroots: serializers.SlugRelatedField[Chroot] = serializers.SlugRelatedField(
+        many=True, read_only=True, slug_field="name"
+    )
     created = serializers.DateTimeField(source="created_at")
 
     class Meta:
@@ -148,12 +160,12 @@ class ProjectOutput(serializers.ModelSerializer):
         fields = ["id", "owner", "name", "full_name", "description", "chroots", "created"]
 
 
-class PhaseLogs(serializers.Serializer):
+class PhaseLogs(serializers.Serializer[Any]):
     backend = serializers.URLField(help_text="backend.log: what the service did, as text/plain.")
     builder_live = serializers.URLField(help_text="builder-live.log: the build's own output, as text/plain.")
 
 
-class SshBuilderLink(serializers.Serializer):
+class SshBuilderLink(serializers.Serializer[Any]):
     """The SSH builder of one phase of an SSH build; its `url` has the details, prolong and release."""
 
     id = serializers.IntegerField(help_text="The SSH builder's id.")
@@ -173,7 +185,7 @@ class SshBuilderLink(serializers.Serializer):
         )
 
 
-class PhaseOutput(serializers.Serializer):
+class PhaseOutput(serializers.Serializer[Any]):
     """Shared by the SRPM phase and the chroots: links to their logs and results."""
 
     def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
@@ -239,7 +251,7 @@ class BuildChrootOutput(PhaseOutput):
         return phase.chroot.name
 
 
-class BuildOutput(serializers.Serializer):
+class BuildOutput(serializers.Serializer[Any]):
     id = serializers.IntegerField()
     project = serializers.CharField(source="project.full_name", help_text='"owner/name"')
     state = serializers.ChoiceField(choices=State.choices)
@@ -279,7 +291,7 @@ class ProjectListView(APIView):
             f"^{USERNAME_PATTERN}$", required=False, help_text="Only this user's projects."
         )
 
-    class ProjectInput(serializers.Serializer):
+    class ProjectInput(serializers.Serializer[Any]):
         name = ProjectNameField(max_length=100)
         chroots = _chroot_names()
         description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
@@ -296,7 +308,7 @@ class ProjectListView(APIView):
         return _paginated(self, request, projects, ProjectOutput)
 
     @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = self.ProjectInput(data=request.data)
         data.is_valid(raise_exception=True)
         project = services.create_project(owner=request.user, **data.validated_data)
@@ -310,13 +322,13 @@ class ProjectDetailView(APIView):
 
     @extend_schema(responses={200: ProjectOutput, 404: NOT_FOUND})
     def get(self, request: Request, owner: str, name: str) -> Response:
-        return Response(ProjectOutput(_project((owner, name))).data)
+        return Response(ProjectOutput(_project(owner, name)).data)
 
 
 # --- builds -----------------------------------------------------------------------------
 
 
-class _BuildFields(serializers.Serializer):
+class _BuildFields(serializers.Serializer[Any]):
     project = FullNameField()
     chroots = _chroot_names(
         required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
@@ -359,7 +371,7 @@ class BuildListView(APIView):
     class BuildListFilter(QueryFilter):
         project = FullNameField(required=False)
 
-    class BuildInput(serializers.Serializer):
+    class BuildInput(serializers.Serializer[Any]):
         project = FullNameField()
         chroots = _chroot_names(
             required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
@@ -417,7 +429,7 @@ class BuildListView(APIView):
         query.is_valid(raise_exception=True)
         builds = _builds()
         if "project" in query.validated_data:
-            builds = builds.filter(project=_project(query.validated_data["project"]))
+            builds = builds.filter(project=_project_named(query.validated_data["project"]))
         return _paginated(self, request, builds, BuildOutput)
 
     @extend_schema(
@@ -432,13 +444,13 @@ class BuildListView(APIView):
         },
         responses={201: BuildOutput, 403: FORBIDDEN, 404: NOT_FOUND},
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = self.BuildInput(data=request.data)
         data.is_valid(raise_exception=True)
-        project = _project(data.validated_data["project"])
+        project = _project_named(data.validated_data["project"])
         if not project.can_build(request.user):
             raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
-        upload: UploadedFile | None = data.validated_data.get("source_file")
+        upload: UploadedFile[bytes] | None = data.validated_data.get("source_file")
         build = services.submit_build(
             project=project,
             submitter=request.user,
@@ -449,7 +461,7 @@ class BuildListView(APIView):
         return Response(_output(request, build.pk), status=status.HTTP_201_CREATED)
 
 
-def _checked_source(data: dict[str, Any], upload: UploadedFile | None) -> Source:
+def _checked_source(data: dict[str, Any], upload: UploadedFile[bytes] | None) -> Source:
     """The source checked by builds.sources; a SourceError names the field (HTTP 400)."""
     if upload is not None:
         return sources.check_upload(upload)
@@ -482,7 +494,7 @@ class BuildCancelView(APIView):
         request=None,
         responses={200: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
-    def post(self, request: Request, build_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, build_id: int) -> Response:
         build = services.cancel_build(build_id=build_id, user=request.user)
         return Response(_output(request, build.pk))
 
@@ -496,7 +508,7 @@ class BuildResubmitView(APIView):
     and its builders wait, with the reason in `ssh_builder.queue_reason`.
     """
 
-    class ResubmitInput(serializers.Serializer):
+    class ResubmitInput(serializers.Serializer[Any]):
         chroots = _chroot_names(
             required=False,
             allow_empty=False,
@@ -516,7 +528,7 @@ class BuildResubmitView(APIView):
         request=ResubmitInput,
         responses={201: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
-    def post(self, request: Request, build_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, build_id: int) -> Response:
         data = self.ResubmitInput(data=request.data)
         data.is_valid(raise_exception=True)
         build = Build.objects.select_related("project__owner").filter(pk=build_id).first()
@@ -533,7 +545,7 @@ class BuildResubmitView(APIView):
 
 
 def _resubmit_with_ssh(
-    request: Request, build: Build, chroots: list[str] | None, text: str, use_saved_keys: bool
+    request: AuthenticatedRequest, build: Build, chroots: list[str] | None, text: str, use_saved_keys: bool
 ) -> Build:
     # Refused before the keys are resolved: a stranger's request must not make us fetch
     # GitHub or FAS references (the service checks again).

@@ -7,7 +7,7 @@ from itertools import groupby
 from typing import Any
 
 from django import forms
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.validators import ProhibitNullCharactersValidator
 from django.forms.boundfield import BoundWidget
 
@@ -28,7 +28,7 @@ def _chroot_field(chroots: Iterable[Chroot], *, label: str, help_text: str = "")
     )
 
 
-def _release_order(chroot: Chroot) -> tuple:
+def _release_order(chroot: Chroot) -> tuple[str, tuple[int, int, str], str]:
     # fedora-42 before fedora-43 before fedora-rawhide; epel-9 before epel-10.
     version = (0, int(chroot.version), "") if chroot.version.isdigit() else (1, 0, chroot.version)
     return (chroot.os, version, chroot.arch)
@@ -106,8 +106,9 @@ class BuildForm(forms.Form):
         self.fields["chroots"].initial = [c.name for c in chroots]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        kind = data.get("source_type")
+        super().clean()
+        data = self.cleaned_data
+        kind = data.get("source_type", "")  # missing when not one of the choices
         if any(name in self.errors for name in SOURCE_FIELDS.get(kind, ())):
             return data  # the field's own message says enough
         try:
@@ -183,7 +184,7 @@ class ResubmitSshForm(forms.Form):
         *args: Any,
         build_chroots: Iterable[BuildChroot],
         srpm_reruns: bool,
-        user: AbstractBaseUser,
+        user: User,
         saved_keys: int,
         **kwargs: Any,
     ) -> None:
@@ -205,7 +206,8 @@ class ResubmitSshForm(forms.Form):
             self.fields["chroots"].initial = initial
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if "ssh_public_keys" in self.errors:
             return data
         text = data.get("ssh_public_keys", "")

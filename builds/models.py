@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -69,7 +70,7 @@ class Project(models.Model):
     def full_name(self) -> str:
         return f"{self.owner.get_username()}/{self.name}"
 
-    def can_build(self, user) -> bool:  # noqa: ANN001 - a user or AnonymousUser
+    def can_build(self, user: User | AnonymousUser) -> bool:
         """Who may submit, cancel and resubmit builds here: the owner and admins."""
         return bool(user.is_authenticated and (user.pk == self.owner_id or user.is_superuser))
 
@@ -147,7 +148,7 @@ class Build(models.Model):
 
 
 # The fields that say where each kind of source comes from (the build form and the API take these names).
-SOURCE_FIELDS = {
+SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     Build.SourceType.UPLOAD: ("source_file",),
     Build.SourceType.SCM: ("clone_url", "committish", "spec"),
     Build.SourceType.URL: ("url",),

@@ -129,15 +129,16 @@ def _size_limit(name: str) -> int:
     return max_srpm_bytes() if name.endswith(SRPM_SUFFIX) else max_spec_bytes()
 
 
-def _read_start(upload: UploadedFile, size: int) -> bytes:
+def _read_start(upload: UploadedFile[bytes], size: int) -> bytes:
     upload.seek(0)
     try:
-        return upload.read(size)
+        start: bytes = upload.read(size)  # django-stubs type File.read as Any
     finally:
         upload.seek(0)
+    return start
 
 
-def check_upload(upload: UploadedFile) -> Source:
+def check_upload(upload: UploadedFile[bytes]) -> Source:
     """The checked source of an uploaded `.spec` or `.src.rpm`: its name, size and content."""
     field = "source_file"
     name = safe_filename(upload.name or "", field=field)
@@ -188,7 +189,7 @@ def _check_spec(name: str, data: bytes, *, limit: int) -> None:
         raise SourceError(f"The file {name} is not a spec file: it has no Name: tag.", field=field)
 
 
-def store_upload(upload: UploadedFile, *, directory: Path) -> Path:
+def store_upload(upload: UploadedFile[bytes], *, directory: Path) -> Path:
     """Write a checked upload into the existing `directory` under its safe name; return its path."""
     field = "source_file"
     name = safe_filename(upload.name or "", field=field)

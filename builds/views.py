@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Prefetch, Subquery
@@ -24,6 +24,7 @@ from builders.models import Lease
 from builds import services, storage
 from builds.files import LOG_NAMES, log_url, result_url
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
+from builds.http import AuthenticatedHttpRequest
 from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase
 from builds.selectors import build_of_lease, served_by
 from builds.selectors import srpm_reruns as reruns_srpm
@@ -78,7 +79,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def project_new(request: HttpRequest) -> HttpResponse:
+def project_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ProjectForm(_posted(request))
     if request.method == "POST":
         if form.is_valid():
@@ -123,7 +124,7 @@ def project_detail(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_new(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+def build_new(request: AuthenticatedHttpRequest, owner: str, name: str) -> HttpResponse:
     project = _project(owner, name)
     if not project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {project.full_name} can build in it.")
@@ -181,7 +182,7 @@ class PhaseView:
             sizes[name] = path.stat().st_size if path.is_file() else 0
         return sizes
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         phase = self.phase
         span = phase.ended_at - phase.started_at if phase.started_at and phase.ended_at else None
         return {
@@ -198,7 +199,7 @@ class PhaseView:
         }
 
     @property
-    def ssh_data(self) -> dict | None:
+    def ssh_data(self) -> dict[str, object] | None:
         return _ssh_json(self.ssh) if self.ssh else None
 
 
@@ -207,7 +208,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
 
 
-def _ssh_json(ssh: SshBuilderView) -> dict:
+def _ssh_json(ssh: SshBuilderView) -> dict[str, object]:
     # ssh_view leaves the connection details empty for anyone but the owner and staff.
     lease = ssh.lease
     return {
@@ -232,7 +233,7 @@ def _ssh_json(ssh: SshBuilderView) -> dict:
     }
 
 
-def _phase_views(build: Build, viewer: AbstractBaseUser) -> list[PhaseView]:
+def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
     phases: list[tuple[str, SrpmPhase | BuildChroot]] = [("srpm", build.srpm)]
     phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease__builder")]
     views = []
@@ -262,7 +263,7 @@ def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
             "ssh_keys": keys_shown(build, request.user),
             "ssh_key_count": key_count(build),
             "now": _iso(timezone.now()),
-            "max_prolong_hours": ProlongForm.base_fields["hours"].max_value,
+            "max_prolong_hours": builders.MAX_PROLONG_HOURS,
         },
     )
 
@@ -293,7 +294,7 @@ def build_state(request: HttpRequest, build_id: int) -> JsonResponse:
 
 @login_required
 @require_POST
-def build_cancel(request: HttpRequest, build_id: int) -> HttpResponse:
+def build_cancel(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
     build = _build(build_id)
     if not build.project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {build.project.full_name} can cancel its builds.")
@@ -308,7 +309,7 @@ def build_cancel(request: HttpRequest, build_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_resubmit(request: HttpRequest, build_id: int) -> HttpResponse:
+def build_resubmit(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
     build = _build(build_id)
     if not build.project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
@@ -338,7 +339,7 @@ def build_resubmit(request: HttpRequest, build_id: int) -> HttpResponse:
 # --- SSH: resubmit with SSH, prolong and release -------------------------------------------
 
 
-def _via(request: HttpRequest) -> builders.Via:
+def _via(request: AuthenticatedHttpRequest) -> builders.Via:
     return builders.Via(user=request.user, source="web", remote_addr=request.META.get("REMOTE_ADDR"))
 
 
@@ -365,7 +366,7 @@ class QuotaView:
         return self.in_use >= self.limit
 
 
-def _quota_view(user: AbstractBaseUser) -> QuotaView:
+def _quota_view(user: User) -> QuotaView:
     quota = builders.quota_for(user)
     ids = [lease.pk for lease in builders.slot_holders(user)]
     build_of = {lease_id: build_id for lease_id, (build_id, _chroot) in served_by(ids).items()}
@@ -381,7 +382,7 @@ def _quota_view(user: AbstractBaseUser) -> QuotaView:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
+def build_resubmit_ssh(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
     build = _build(build_id)
     if not build.project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
@@ -432,7 +433,7 @@ def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
     )
 
 
-def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
+def _build_of_lease(lease_id: int, user: User) -> tuple[int, Lease]:
     """The build whose page shows the user's SSH builder; someone else's does not exist (404)."""
     lease = Lease.objects.filter(pk=lease_id, owner_id=user.pk, ssh=True).first()
     build_id = build_of_lease(lease_id=lease_id) if lease is not None else None
@@ -443,14 +444,11 @@ def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
 
 @login_required
 @require_POST
-def ssh_prolong(request: HttpRequest, lease_id: int) -> HttpResponse:
+def ssh_prolong(request: AuthenticatedHttpRequest, lease_id: int) -> HttpResponse:
     build_id, _ = _build_of_lease(lease_id, request.user)
     form = ProlongForm(request.POST)
     if not form.is_valid():
-        hours = form.fields["hours"]
-        messages.error(
-            request, f"Prolong by a whole number of hours from {hours.min_value} to {hours.max_value}."
-        )
+        messages.error(request, f"Prolong by a whole number of hours from 1 to {builders.MAX_PROLONG_HOURS}.")
         return redirect("build-detail", build_id=build_id)
     hours = form.cleaned_data["hours"]
     try:
@@ -469,7 +467,7 @@ def ssh_prolong(request: HttpRequest, lease_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def ssh_release(request: HttpRequest, lease_id: int) -> HttpResponse:
+def ssh_release(request: AuthenticatedHttpRequest, lease_id: int) -> HttpResponse:
     build_id, before = _build_of_lease(lease_id, request.user)
     try:
         builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds import services, sources, storage
+from builds.http import AuthenticatedRequest
 from builds.models import FINAL_STATES, Build, BuildChroot, Chroot, Project
 from builds.sources import Source
 from copr_api import objects
@@ -46,6 +47,7 @@ NEEDS_LOGIN = (
 def copr_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Every error as Copr's `{"error": message}`."""
     headers: dict[str, str] = {}
+    status: int
     if isinstance(exc, ServiceError):
         status, message = exc.status_code, exc.message
     elif isinstance(exc, Http404):
@@ -58,8 +60,10 @@ def copr_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, message = 400, _flatten(exc.detail)
     elif isinstance(exc, exceptions.APIException):
         status, message = exc.status_code, str(exc.detail)
-        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        # DRF sets Throttled.wait in its __init__; drf-stubs leave the attribute out.
+        wait = exc.wait if isinstance(exc, exceptions.Throttled) else None  # type: ignore[attr-defined]
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait))
     else:
         log.exception("api_3: unexpected error", exc_info=exc)
         status, message = 500, "Internal error of the coprssh service; the operators have the details."
@@ -132,7 +136,7 @@ def _truthy(value: Any) -> bool:
 
 def _page(
     request: Request,
-    queryset: QuerySet,
+    queryset: QuerySet[Any],
     to_dict: Callable[[Any], dict[str, Any]],
     *,
     orders: dict[str, str],
@@ -203,7 +207,7 @@ class HomeView(CoprView):
 class AuthCheckView(WriteView):
     """Who the login and token belong to (python-copr's `auth_check()`)."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response({"id": request.user.pk, "name": request.user.get_username()})
 
 
@@ -241,7 +245,7 @@ class ProjectListView(CoprView):
 class ProjectAddView(WriteView):
     """Create a project of the caller's own (coprssh has no groups)."""
 
-    def post(self, request: Request, ownername: str) -> Response:
+    def post(self, request: AuthenticatedRequest, ownername: str) -> Response:
         user = request.user
         if ownername.startswith("@"):
             raise ServiceError("coprssh has no groups: create the project under your own user name.")
@@ -278,7 +282,7 @@ def _build_options(data: Any) -> dict[str, Any]:
     return data
 
 
-def _target(request: Request, data: dict[str, Any]) -> tuple[Project, list[str] | None]:
+def _target(request: AuthenticatedRequest, data: dict[str, Any]) -> tuple[Project, list[str] | None]:
     """The project to build in (the caller's to build in) and the chroots asked for (None: all)."""
     project = _project(_text(data, "ownername"), _text(data, "projectname"))
     dirname = data.get("project_dirname")
@@ -314,7 +318,7 @@ def _submitted(request: Request, build: Build) -> dict[str, Any]:
 class CheckBeforeBuildView(WriteView):
     """copr-cli asks before it uploads: project, permission, chroots."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         _target(request, _build_options(request.data))
         return Response({"message": "The build can be submitted like this."})
 
@@ -322,7 +326,7 @@ class CheckBeforeBuildView(WriteView):
 class BuildUploadView(WriteView):
     """A `.spec` or `.src.rpm` in the `pkgs` part, the options in the `json` part."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         part = request.FILES.get("json")
         raw: Any = part.read(settings.DATA_UPLOAD_MAX_MEMORY_SIZE) if part else request.POST.get("json")
         if raw is None:
@@ -351,7 +355,7 @@ class BuildUploadView(WriteView):
 class BuildUrlView(WriteView):
     """One build per URL of a `.src.rpm`; answered as a list, as Copr does."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = _build_options(request.data)
         project, chroots = _target(request, data)
         urls = data.get("pkgs")
@@ -373,7 +377,7 @@ class BuildUrlView(WriteView):
 class BuildScmView(WriteView):
     """A public git repository: clone URL, committish, and the spec path (under subdirectory)."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         data = _build_options(request.data)
         project, chroots = _target(request, data)
         scm_type = _text(data, "scm_type", required=False) or "git"
@@ -406,7 +410,7 @@ class BuildView(CoprView):
 class BuildCancelView(WriteView):
     """PUT, and POST as older clients send it."""
 
-    def put(self, request: Request, build_id: int) -> Response:
+    def put(self, request: AuthenticatedRequest, build_id: int) -> Response:
         build = services.cancel_build(build_id=build_id, user=request.user)
         return Response(objects.build_to_dict(request, _build(build.pk)))
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +35,7 @@ SRPM_ONLY = "an SSH build of a failed SRPM phase reruns only the SRPM phase"
 def resubmit_with_ssh(
     *,
     build: Build,
-    user: AbstractBaseUser,
+    user: User,
     keys: list[PublicKey],
     chroots: list[str] | None = None,
     via: builders.Via | None = None,

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
@@ -115,7 +115,7 @@ def source_of(build: Build) -> Source:
 def create_build(
     *,
     project: Project,
-    submitter: AbstractBaseUser,
+    submitter: User,
     source: Source,
     chroots: list[Chroot],
     files: Staging,
@@ -160,10 +160,10 @@ def create_build(
 def submit_build(
     *,
     project: Project,
-    submitter: AbstractBaseUser,
+    submitter: User,
     chroots: list[str] | None,
     source: Source,
-    upload: UploadedFile | None = None,
+    upload: UploadedFile[bytes] | None = None,
     copy_from: Path | None = None,
     resubmitted_from: Build | None = None,
 ) -> Build:
@@ -200,7 +200,7 @@ def submit_build(
     return build
 
 
-def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
+def cancel_build(*, build_id: int, user: User) -> Build:
     """Cancel every unfinished phase of a build; running ones are stopped on their builders."""
     with transaction.atomic():
         build = Build.objects.select_for_update().select_related("project").filter(pk=build_id).first()
@@ -246,7 +246,7 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
     return build
 
 
-def resubmit_build(*, build: Build, user: AbstractBaseUser, chroots: list[str] | None = None) -> Build:
+def resubmit_build(*, build: Build, user: User, chroots: list[str] | None = None) -> Build:
     """Submit the same source again (to some or all of its chroots) as a new build."""
     check_can_build(build.project, user)
     if not build.is_finished:
