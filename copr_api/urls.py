@@ -2,22 +2,22 @@
 
 from django.urls import path, re_path
 
-from copr_api import views
+from copr_api import views, writes
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="copr-api-home"),
     path("auth-check", views.AuthCheckView.as_view(), name="copr-api-auth-check"),
     path("project", views.ProjectView.as_view(), name="copr-api-project"),
     path("project/list", views.ProjectListView.as_view(), name="copr-api-project-list"),
-    path("project/add/<str:ownername>", views.ProjectAddView.as_view(), name="copr-api-project-add"),
+    path("project/add/<str:ownername>", writes.ProjectAddView.as_view(), name="copr-api-project-add"),
     path(
-        "build/check-before-build", views.CheckBeforeBuildView.as_view(), name="copr-api-check-before-build"
+        "build/check-before-build", writes.CheckBeforeBuildView.as_view(), name="copr-api-check-before-build"
     ),
-    path("build/create/upload", views.BuildUploadView.as_view(), name="copr-api-build-upload"),
-    path("build/create/url", views.BuildUrlView.as_view(), name="copr-api-build-url"),
-    path("build/create/scm", views.BuildScmView.as_view(), name="copr-api-build-scm"),
+    path("build/create/upload", writes.BuildUploadView.as_view(), name="copr-api-build-upload"),
+    path("build/create/url", writes.BuildUrlView.as_view(), name="copr-api-build-url"),
+    path("build/create/scm", writes.BuildScmView.as_view(), name="copr-api-build-scm"),
     path("build/list", views.BuildListView.as_view(), name="copr-api-build-list"),
-    path("build/cancel/<int:build_id>", views.BuildCancelView.as_view(), name="copr-api-build-cancel"),
+    path("build/cancel/<int:build_id>", writes.BuildCancelView.as_view(), name="copr-api-build-cancel"),
     path(
         "build/built-packages/<int:build_id>",
         views.BuiltPackagesView.as_view(),
