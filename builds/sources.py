@@ -23,9 +23,9 @@ import re
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from django.conf import settings
@@ -33,6 +33,9 @@ from django.core.files.uploadedfile import UploadedFile
 
 from builds.agent.coprssh_agent import address_problem
 from coprssh.exceptions import ServiceError
+
+if TYPE_CHECKING:
+    from builds.models import Build
 
 SPEC_SUFFIX = ".spec"
 SRPM_SUFFIX = ".src.rpm"
@@ -74,6 +77,20 @@ class Source:
     committish: str = ""
     spec: str = ""
     url: str = ""
+
+    def columns(self) -> dict[str, str]:
+        """The Build columns that store this source."""
+        return {_column(name): value for name, value in asdict(self).items()}
+
+    @classmethod
+    def of(cls, build: Build) -> Source:
+        """What `build` was built from, to build it again."""
+        return cls(**{field.name: getattr(build, _column(field.name)) for field in fields(cls)})
+
+
+def _column(name: str) -> str:
+    """The Build column of a Source field: Build says source_type and source_filename."""
+    return f"source_{name}" if name in ("type", "filename") else name
 
 
 def max_spec_bytes() -> int:

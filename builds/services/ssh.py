@@ -23,7 +23,8 @@ from builds.selectors import SRPM, srpm_reruns
 from builds.services.leases import request_ssh_lease
 from builds.services.projects import active_chroots, check_can_build
 from builds.services.state import update_build_state
-from builds.services.submit import Staging, create_build, source_of, staging
+from builds.services.submit import Staging, create_build, staging
+from builds.sources import Source
 from coprssh.exceptions import ConflictError, ServiceError
 from keys.parser import PublicKey
 
@@ -73,7 +74,7 @@ def resubmit_with_ssh(
             new, srpm, phases = create_build(
                 project=build.project,
                 submitter=user,
-                source=source_of(build),
+                source=Source.of(build),
                 chroots=targets,
                 files=files,
                 source_file=staged_source,

@@ -100,18 +100,6 @@ def staging() -> Iterator[Staging]:
         files.remove()
 
 
-def source_of(build: Build) -> Source:
-    """What `build` was built from, to build it again."""
-    return Source(
-        type=build.source_type,
-        filename=build.source_filename,
-        clone_url=build.clone_url,
-        committish=build.committish,
-        spec=build.spec,
-        url=build.url,
-    )
-
-
 def create_build(
     *,
     project: Project,
@@ -134,12 +122,7 @@ def create_build(
     build = Build.objects.create(
         project=project,
         submitter=submitter,
-        source_type=source.type,
-        source_filename=source.filename,
-        clone_url=source.clone_url,
-        committish=source.committish,
-        spec=source.spec,
-        url=source.url,
+        **source.columns(),
         resubmitted_from=resubmitted_from,
         ssh=bool(ssh_keys),
         ssh_keys=ssh_keys,
@@ -260,7 +243,7 @@ def resubmit_build(*, build: Build, user: User, chroots: list[str] | None = None
         project=build.project,
         submitter=user,
         chroots=chroots,
-        source=source_of(build),
+        source=Source.of(build),
         copy_from=copy_from,
         resubmitted_from=build,
     )
