@@ -88,6 +88,8 @@ class State(models.TextChoices):
 
 
 FINAL_STATES = {State.SUCCEEDED, State.FAILED, State.CANCELED, State.SKIPPED}
+# The SRPM phase's directory beside those of the chroots (Copr's name, which copr-cli knows).
+SRPM_DIR = "srpm-builds"
 
 
 class Build(models.Model):
@@ -145,6 +147,10 @@ class Build(models.Model):
     @property
     def storage_dir(self) -> str:
         return f"{self.project.owner.get_username()}/{self.project.name}"
+
+    def phase_dir(self, directory: str) -> str:
+        """Where a phase of this build keeps its files: `<owner>/<project>/<directory>/<8-digit id>`."""
+        return f"{self.storage_dir}/{directory}/{self.pk:08d}"
 
 
 # The fields that say where each kind of source comes from (the build form and the API take these names).
@@ -217,7 +223,7 @@ class SrpmPhase(Phase):
 
     @property
     def storage_dir(self) -> str:
-        return f"{self.build.storage_dir}/srpm-builds/{self.build_id:08d}"
+        return self.build.phase_dir(SRPM_DIR)
 
 
 class BuildChroot(Phase):
@@ -238,4 +244,4 @@ class BuildChroot(Phase):
 
     @property
     def storage_dir(self) -> str:
-        return f"{self.build.storage_dir}/{self.chroot.name}/{self.build_id:08d}"
+        return self.build.phase_dir(self.chroot.name)

@@ -17,8 +17,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from builds import storage
-from builds.models import CHROOT_NAME_RE, BuildChroot, Project, SrpmPhase
-from copr_api.objects import SRPM_DIR, build_dir
+from builds.models import CHROOT_NAME_RE, SRPM_DIR, BuildChroot, Project, SrpmPhase
+from copr_api.objects import build_dir
 
 LOGS = {storage.BACKEND_LOG, storage.LIVE_LOG}
 

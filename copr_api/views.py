@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from builds import storage
 from builds.http import AuthenticatedRequest
-from builds.models import FINAL_STATES, Build, BuildChroot
+from builds.models import FINAL_STATES, SRPM_DIR, Build, BuildChroot
 from copr_api import objects
 from copr_api.base import (
     CoprView,
@@ -124,7 +124,7 @@ class SourceChrootView(CoprView):
             {
                 "state": build.srpm.state,
                 "result_url": objects.results_url(
-                    request, owner, build.project.name, objects.SRPM_DIR, objects.build_dir(build.pk)
+                    request, owner, build.project.name, SRPM_DIR, objects.build_dir(build.pk)
                 ),
             }
         )
