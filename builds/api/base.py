@@ -32,6 +32,14 @@ def paginated(
     return paginator.get_paginated_response(serializer(page, many=True, context={"request": request}).data)
 
 
+def validated(serializer: type[serializers.Serializer[Any]], data: Any) -> dict[str, Any]:
+    """`data` as `serializer` validates it; a ValidationError (HTTP 400) names each refused field."""
+    checked = serializer(data=data)
+    checked.is_valid(raise_exception=True)
+    values: dict[str, Any] = checked.validated_data
+    return values
+
+
 def find_project(owner: str, name: str) -> Project:
     project = Project.objects.select_related("owner").filter(owner__username=owner, name=name).first()
     if project is None:

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds import services, sources
-from builds.api.base import FullNameField, chroot_names, find_project_named, paginated
+from builds.api.base import FullNameField, chroot_names, find_project_named, paginated, validated
 from builds.api.output import BuildOutput, build_output, builds_for_output
 from builds.http import AuthenticatedRequest
 from builds.models import SOURCE_FIELDS, Build
@@ -125,11 +125,10 @@ class BuildListView(APIView):
 
     @extend_schema(parameters=[BuildListFilter], responses={200: BuildOutput(many=True), 404: NOT_FOUND})
     def get(self, request: Request) -> Response:
-        query = self.BuildListFilter(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = validated(self.BuildListFilter, request.query_params)
         builds = builds_for_output()
-        if "project" in query.validated_data:
-            builds = builds.filter(project=find_project_named(query.validated_data["project"]))
+        if "project" in query:
+            builds = builds.filter(project=find_project_named(query["project"]))
         return paginated(self, request, builds, BuildOutput)
 
     @extend_schema(
@@ -145,17 +144,16 @@ class BuildListView(APIView):
         responses={201: BuildOutput, 403: FORBIDDEN, 404: NOT_FOUND},
     )
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = self.BuildInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        project = find_project_named(data.validated_data["project"])
+        data = validated(self.BuildInput, request.data)
+        project = find_project_named(data["project"])
         if not project.can_build(request.user):
             raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
-        upload: UploadedFile[bytes] | None = data.validated_data.get("source_file")
+        upload: UploadedFile[bytes] | None = data.get("source_file")
         build = services.submit_build(
             project=project,
             submitter=request.user,
-            chroots=data.validated_data.get("chroots"),
-            source=_checked_source(data.validated_data, upload),
+            chroots=data.get("chroots"),
+            source=_checked_source(data, upload),
             upload=upload,
         )
         return Response(build_output(request, build.pk), status=status.HTTP_201_CREATED)

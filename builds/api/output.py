@@ -11,8 +11,9 @@ from rest_framework.request import Request
 from rest_framework.reverse import reverse
 
 from builds import storage
-from builds.files import LOG_NAMES, log_url, result_url
-from builds.models import Build, BuildChroot, SrpmPhase, State
+from builds.files import log_url, result_url, results_in
+from builds.models import Build, BuildChroot, State
+from builds.selectors import Phase, chroot_of
 from builds.ssh_view import SshBuilderView, ssh_builder_of_phase
 from coprssh.exceptions import NotFoundError
 
@@ -43,34 +44,38 @@ class SshBuilderLink(serializers.Serializer[Any]):
 
 
 class PhaseOutput(serializers.Serializer[Any]):
-    """Shared by the SRPM phase and the chroots: links to their logs and results."""
+    """What the SRPM phase and each chroot show: state, times, links to their logs and results."""
 
-    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
-        raise NotImplementedError
+    state = serializers.ChoiceField(choices=State.choices)
+    status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
+    started = serializers.DateTimeField(source="started_at", allow_null=True)
+    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
+    logs = serializers.SerializerMethodField()
+    results = serializers.SerializerMethodField()
+    ssh_builder = serializers.SerializerMethodField()
 
     def _absolute(self, url: str) -> str:
         request = self.context.get("request")
         return request.build_absolute_uri(url) if request is not None else url
 
     @extend_schema_field(PhaseLogs)
-    def get_logs(self, phase: SrpmPhase | BuildChroot) -> dict[str, str]:
-        label = self.phase_label(phase)
+    def get_logs(self, phase: Phase) -> dict[str, str]:
+        chroot = chroot_of(phase)
         return {
-            "backend": self._absolute(log_url(phase.build_id, label, storage.BACKEND_LOG)),
-            "builder_live": self._absolute(log_url(phase.build_id, label, storage.LIVE_LOG)),
+            "backend": self._absolute(log_url(phase.build_id, chroot, storage.BACKEND_LOG)),
+            "builder_live": self._absolute(log_url(phase.build_id, chroot, storage.LIVE_LOG)),
         }
 
     @extend_schema_field(serializers.ListField(child=serializers.URLField()))
-    def get_results(self, phase: SrpmPhase | BuildChroot) -> list[str]:
-        label = self.phase_label(phase)
+    def get_results(self, phase: Phase) -> list[str]:
+        chroot = chroot_of(phase)
         return [
-            self._absolute(result_url(phase.build_id, label, name))
-            for name, _size in storage.list_files(phase.storage_dir)
-            if name not in LOG_NAMES and not name.startswith(".")
+            self._absolute(result_url(phase.build_id, chroot, name))
+            for name, _size in results_in(phase.storage_dir)
         ]
 
     @extend_schema_field(SshBuilderLink(allow_null=True))
-    def get_ssh_builder(self, phase: SrpmPhase | BuildChroot) -> dict[str, Any] | None:
+    def get_ssh_builder(self, phase: Phase) -> dict[str, Any] | None:
         request = self.context.get("request")
         view = ssh_builder_of_phase(phase, viewer=request.user if request is not None else None)
         return None if view is None else SshBuilderLink(view, context=self.context).data
@@ -79,33 +84,11 @@ class PhaseOutput(serializers.Serializer[Any]):
 class SrpmOutput(PhaseOutput):
     """The SRPM phase: source in, SRPM and spec out."""
 
-    state = serializers.ChoiceField(choices=State.choices)
-    status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
-    started = serializers.DateTimeField(source="started_at", allow_null=True)
-    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
-    logs = serializers.SerializerMethodField()
-    results = serializers.SerializerMethodField()
-    ssh_builder = serializers.SerializerMethodField()
-
-    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
-        return "srpm"
-
 
 class BuildChrootOutput(PhaseOutput):
     """The RPM phase of one chroot."""
 
     name = serializers.CharField(source="chroot.name")
-    state = serializers.ChoiceField(choices=State.choices)
-    status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
-    started = serializers.DateTimeField(source="started_at", allow_null=True)
-    ended = serializers.DateTimeField(source="ended_at", allow_null=True)
-    logs = serializers.SerializerMethodField()
-    results = serializers.SerializerMethodField()
-    ssh_builder = serializers.SerializerMethodField()
-
-    def phase_label(self, phase: SrpmPhase | BuildChroot) -> str:
-        assert isinstance(phase, BuildChroot)
-        return phase.chroot.name
 
 
 class BuildOutput(serializers.Serializer[Any]):

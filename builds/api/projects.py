@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds import services
-from builds.api.base import USERNAME_PATTERN, chroot_names, find_project, paginated
+from builds.api.base import USERNAME_PATTERN, chroot_names, find_project, paginated, validated
 from builds.http import AuthenticatedRequest
 from builds.models import PROJECT_NAME_RE, Chroot, Project
 from coprssh.openapi import NOT_FOUND, Pagination, QueryFilter
@@ -55,20 +55,17 @@ class ProjectListView(APIView):
 
     @extend_schema(parameters=[ProjectListFilter], responses=ProjectOutput(many=True))
     def get(self, request: Request) -> Response:
-        query = self.ProjectListFilter(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = validated(self.ProjectListFilter, request.query_params)
         projects = Project.objects.select_related("owner").prefetch_related(
             Prefetch("chroots", queryset=Chroot.objects.only("id", "name"))
         )
-        if "owner" in query.validated_data:
-            projects = projects.filter(owner__username=query.validated_data["owner"])
+        if "owner" in query:
+            projects = projects.filter(owner__username=query["owner"])
         return paginated(self, request, projects, ProjectOutput)
 
     @extend_schema(request=ProjectInput, responses={201: ProjectOutput})
     def post(self, request: AuthenticatedRequest) -> Response:
-        data = self.ProjectInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        project = services.create_project(owner=request.user, **data.validated_data)
+        project = services.create_project(owner=request.user, **validated(self.ProjectInput, request.data))
         return Response(ProjectOutput(project).data, status=status.HTTP_201_CREATED)
 
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from builders import services as builders
 from builds import services
-from builds.api.base import chroot_names
+from builds.api.base import chroot_names, validated
 from builds.api.output import BuildOutput, build_output
 from builds.http import AuthenticatedRequest
 from builds.models import Build
@@ -61,14 +61,13 @@ class BuildResubmitView(APIView):
         responses={201: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
     def post(self, request: AuthenticatedRequest, build_id: int) -> Response:
-        data = self.ResubmitInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = validated(self.ResubmitInput, request.data)
         build = Build.objects.select_related("project__owner").filter(pk=build_id).first()
         if build is None:
             raise NotFoundError("No such build.")
-        chroots = data.validated_data.get("chroots")
-        text = data.validated_data.get("ssh_public_keys", "")
-        use_saved_keys = data.validated_data["use_saved_keys"]
+        chroots = data.get("chroots")
+        text = data.get("ssh_public_keys", "")
+        use_saved_keys = data["use_saved_keys"]
         if text.strip() or use_saved_keys:
             new = _resubmit_with_ssh(request, build, chroots, text, use_saved_keys)
         else:

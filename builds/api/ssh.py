@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
+from builds.api.base import validated
 from builds.http import AuthenticatedRequest
 from builds.selectors import served_by
 from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
@@ -85,12 +86,9 @@ class SshBuilderProlongView(APIView):
         responses={200: SshBuilderOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
     def post(self, request: AuthenticatedRequest, lease_id: int) -> Response:
-        data = self.SshBuilderProlongInput(data=request.data)
-        data.is_valid(raise_exception=True)
+        hours = validated(self.SshBuilderProlongInput, request.data)["hours"]
         _ssh_builder(request, lease_id)
-        builders.prolong_lease(
-            lease_id=lease_id, hours=data.validated_data["hours"], via=_via(request), owner=request.user
-        )
+        builders.prolong_lease(lease_id=lease_id, hours=hours, via=_via(request), owner=request.user)
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
 
