@@ -29,6 +29,8 @@ REQUIRED_SOURCE_FIELDS = {
 
 
 class _BuildFields(serializers.Serializer[Any]):
+    """The fields of a build whatever its source."""
+
     project = FullNameField()
     chroots = chroot_names(
         required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
@@ -71,11 +73,9 @@ class BuildListView(APIView):
     class BuildListFilter(QueryFilter):
         project = FullNameField(required=False)
 
-    class BuildInput(serializers.Serializer[Any]):
-        project = FullNameField()
-        chroots = chroot_names(
-            required=False, allow_empty=False, help_text="Leave out to build for all of the project's."
-        )
+    class BuildInput(_BuildFields):
+        """What the post takes: the fields of every kind of source, checked in validate()."""
+
         source_type = serializers.ChoiceField(
             choices=Build.SourceType.choices, required=False, help_text='"upload" when source_file is sent.'
         )
