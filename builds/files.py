@@ -20,6 +20,16 @@ from builds.models import Build, BuildChroot
 LOG_NAMES = {storage.BACKEND_LOG, storage.LIVE_LOG}
 
 
+def is_result(name: str) -> bool:
+    """Whether a file stored for a phase is one of its results: not a log, not a hidden file."""
+    return name not in LOG_NAMES and not name.startswith(".")
+
+
+def results_in(directory: str) -> list[tuple[str, int]]:
+    """The results (name, size) that a phase stored in `directory` of the storage."""
+    return [(name, size) for name, size in storage.list_files(directory) if is_result(name)]
+
+
 def _phase_dir(build: Build, chroot: str) -> str:
     if chroot == "srpm":
         return build.srpm.storage_dir
@@ -68,7 +78,7 @@ def build_result(request: HttpRequest, build_id: int, chroot: str, name: str) ->
     """One result file (SRPM, spec, RPM) of a phase, as a download."""
     build = get_object_or_404(Build.objects.select_related("project__owner", "srpm"), pk=build_id)
     directory = _phase_dir(build, chroot)
-    if name in LOG_NAMES or name.startswith(".") or "/" in name:
+    if not is_result(name) or "/" in name:
         raise Http404("No such result.")
     stored = dict(storage.list_files(directory))
     if name not in stored:

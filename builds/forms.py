@@ -7,28 +7,47 @@ from itertools import groupby
 from typing import Any
 
 from django import forms
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.validators import ProhibitNullCharactersValidator
 from django.forms.boundfield import BoundWidget
 
 from builders.services import MAX_PROLONG_HOURS
 from builds.models import SOURCE_FIELDS, Build, BuildChroot, Chroot, State
-from builds.sources import SourceError, check_scm, check_upload, check_url
+from builds.sources import (
+    MAX_COMMITTISH,
+    MAX_SPEC_PATH,
+    MAX_URL,
+    SourceError,
+    check_scm,
+    check_upload,
+    check_url,
+)
 from keys.parser import MAX_INPUT_BYTES
 from keys.services import KeyInputError, resolve_keys
 
 
-def _chroot_field(chroots: Iterable[Chroot], *, label: str, help_text: str = "") -> forms.MultipleChoiceField:
+def _chroot_field(
+    chroots: Iterable[Chroot], *, initial: list[str] | None = None, help_text: str = ""
+) -> forms.MultipleChoiceField:
     return forms.MultipleChoiceField(
-        label=label,
+        label="Chroots",
         choices=[(c.name, c.name) for c in chroots],
+        initial=initial,
         widget=forms.CheckboxSelectMultiple,
         help_text=help_text,
         error_messages={"required": "Choose at least one chroot."},
     )
 
 
-def _release_order(chroot: Chroot) -> tuple:
+def _source_text(*, max_length: int, placeholder: str, **kwargs: Any) -> forms.CharField:
+    """A text field of one kind of source; the other kinds leave it empty."""
+    attrs = {"placeholder": placeholder, "spellcheck": "false"}
+    return forms.CharField(
+        required=False, max_length=max_length, widget=forms.TextInput(attrs=attrs), **kwargs
+    )
+
+
+def _release_order(chroot: Chroot) -> tuple[str, tuple[int, int, str], str]:
     # fedora-42 before fedora-43 before fedora-rawhide; epel-9 before epel-10.
     version = (0, int(chroot.version), "") if chroot.version.isdigit() else (1, 0, chroot.version)
     return (chroot.os, version, chroot.arch)
@@ -45,7 +64,7 @@ class ProjectForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.chroots = sorted(Chroot.objects.filter(active=True), key=_release_order)
-        self.fields["chroots"] = _chroot_field(self.chroots, label="Chroots")
+        self.fields["chroots"] = _chroot_field(self.chroots)
 
     def chroot_groups(self) -> list[tuple[str, list[tuple[BoundWidget, str]]]]:
         """The chroot checkboxes grouped by `<os>-<version>`, each with its architecture."""
@@ -68,46 +87,36 @@ class BuildForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": ".spec,.src.rpm"}),
         help_text="A .spec without external sources, or a .src.rpm.",
     )
-    clone_url = forms.CharField(
+    clone_url = _source_text(
         label="Clone URL",
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(
-            attrs={"placeholder": "https://src.example.org/hello.git", "spellcheck": "false"}
-        ),
+        max_length=MAX_URL,
+        placeholder="https://src.example.org/hello.git",
         help_text="A public http(s) git repository.",
     )
-    committish = forms.CharField(
-        required=False,
-        max_length=200,
-        widget=forms.TextInput(attrs={"placeholder": "main", "spellcheck": "false"}),
+    committish = _source_text(
+        max_length=MAX_COMMITTISH,
+        placeholder="main",
         help_text="A branch, tag or commit; empty means the default branch.",
     )
-    spec = forms.CharField(
+    spec = _source_text(
         label="Spec path",
-        required=False,
-        max_length=300,
-        widget=forms.TextInput(attrs={"placeholder": "hello.spec", "spellcheck": "false"}),
+        max_length=MAX_SPEC_PATH,
+        placeholder="hello.spec",
         help_text="The spec file's path inside the repository.",
     )
-    url = forms.CharField(
-        label="URL of a .src.rpm",
-        required=False,
-        max_length=1000,
-        widget=forms.TextInput(
-            attrs={"placeholder": "https://example.org/hello-1.0-1.src.rpm", "spellcheck": "false"}
-        ),
+    url = _source_text(
+        label="URL of a .src.rpm", max_length=MAX_URL, placeholder="https://example.org/hello-1.0-1.src.rpm"
     )
 
     def __init__(self, *args: Any, chroots: Iterable[Chroot], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         chroots = list(chroots)
-        self.fields["chroots"] = _chroot_field(chroots, label="Chroots")
-        self.fields["chroots"].initial = [c.name for c in chroots]
+        self.fields["chroots"] = _chroot_field(chroots, initial=[c.name for c in chroots])
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        kind = data.get("source_type")
+        super().clean()
+        data = self.cleaned_data
+        kind = data.get("source_type", "")  # missing when not one of the choices
         if any(name in self.errors for name in SOURCE_FIELDS.get(kind, ())):
             return data  # the field's own message says enough
         try:
@@ -128,23 +137,23 @@ class BuildForm(forms.Form):
         return data
 
 
-def _preselected(build_chroots: list[BuildChroot]) -> tuple[list[str], str]:
-    """The chroots a resubmission starts with: the failed ones, or all; and why."""
+def _rebuilt_chroots(build_chroots: Iterable[BuildChroot]) -> forms.MultipleChoiceField:
+    """The chroots of a resubmission, starting with the failed ones, or all; the help says which."""
+    build_chroots = list(build_chroots)
     failed = [bc.chroot.name for bc in build_chroots if bc.state == State.FAILED]
-    if failed:
-        return failed, "The failed chroots are chosen; build in others too if you like."
-    return [bc.chroot.name for bc in build_chroots], "No chroot failed, so all are chosen."
+    return _chroot_field(
+        [bc.chroot for bc in build_chroots],
+        initial=failed or [bc.chroot.name for bc in build_chroots],
+        help_text="The failed chroots are chosen; build in others too if you like."
+        if failed
+        else "No chroot failed, so all are chosen.",
+    )
 
 
 class ResubmitForm(forms.Form):
     def __init__(self, *args: Any, build_chroots: Iterable[BuildChroot], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        build_chroots = list(build_chroots)
-        initial, help_text = _preselected(build_chroots)
-        self.fields["chroots"] = _chroot_field(
-            [bc.chroot for bc in build_chroots], label="Chroots", help_text=help_text
-        )
-        self.fields["chroots"].initial = initial
+        self.fields["chroots"] = _rebuilt_chroots(build_chroots)
 
 
 class ResubmitSshForm(forms.Form):
@@ -183,7 +192,7 @@ class ResubmitSshForm(forms.Form):
         *args: Any,
         build_chroots: Iterable[BuildChroot],
         srpm_reruns: bool,
-        user: AbstractBaseUser,
+        user: User,
         saved_keys: int,
         **kwargs: Any,
     ) -> None:
@@ -197,15 +206,11 @@ class ResubmitSshForm(forms.Form):
             self.fields["use_saved_keys"].disabled = True
         self.srpm_reruns = srpm_reruns
         if not srpm_reruns:
-            build_chroots = list(build_chroots)
-            initial, help_text = _preselected(build_chroots)
-            self.fields["chroots"] = _chroot_field(
-                [bc.chroot for bc in build_chroots], label="Chroots", help_text=help_text
-            )
-            self.fields["chroots"].initial = initial
+            self.fields["chroots"] = _rebuilt_chroots(build_chroots)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if "ssh_public_keys" in self.errors:
             return data
         text = data.get("ssh_public_keys", "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -69,7 +70,7 @@ class Project(models.Model):
     def full_name(self) -> str:
         return f"{self.owner.get_username()}/{self.name}"
 
-    def can_build(self, user) -> bool:  # noqa: ANN001 - a user or AnonymousUser
+    def can_build(self, user: User | AnonymousUser) -> bool:
         """Who may submit, cancel and resubmit builds here: the owner and admins."""
         return bool(user.is_authenticated and (user.pk == self.owner_id or user.is_superuser))
 
@@ -87,6 +88,8 @@ class State(models.TextChoices):
 
 
 FINAL_STATES = {State.SUCCEEDED, State.FAILED, State.CANCELED, State.SKIPPED}
+# The SRPM phase's directory beside those of the chroots (Copr's name, which copr-cli knows).
+SRPM_DIR = "srpm-builds"
 
 
 class Build(models.Model):
@@ -145,9 +148,13 @@ class Build(models.Model):
     def storage_dir(self) -> str:
         return f"{self.project.owner.get_username()}/{self.project.name}"
 
+    def phase_dir(self, directory: str) -> str:
+        """Where a phase of this build keeps its files: `<owner>/<project>/<directory>/<8-digit id>`."""
+        return f"{self.storage_dir}/{directory}/{self.pk:08d}"
+
 
 # The fields that say where each kind of source comes from (the build form and the API take these names).
-SOURCE_FIELDS = {
+SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     Build.SourceType.UPLOAD: ("source_file",),
     Build.SourceType.SCM: ("clone_url", "committish", "spec"),
     Build.SourceType.URL: ("url",),
@@ -227,7 +234,7 @@ class SrpmPhase(Phase):
 
     @property
     def storage_dir(self) -> str:
-        return f"{self.build.storage_dir}/srpm-builds/{self.build_id:08d}"
+        return self.build.phase_dir(SRPM_DIR)
 
 
 class BuildChroot(Phase):
@@ -248,4 +255,4 @@ class BuildChroot(Phase):
 
     @property
     def storage_dir(self) -> str:
-        return f"{self.build.storage_dir}/{self.chroot.name}/{self.build_id:08d}"
+        return self.build.phase_dir(self.chroot.name)

@@ -68,12 +68,11 @@ def served_by(lease_ids: list[int]) -> dict[int, tuple[int, str]]:
 
 def builds_served_by(lease_ids: list[int]) -> dict[int, tuple[Build, str]]:
     """Lease id → (build, chroot name or "srpm"), in two queries whatever the number of leases."""
-    served: dict[int, tuple[Build, str]] = {}
-    for phase in BuildChroot.objects.filter(lease_id__in=lease_ids).select_related("build", "chroot"):
-        served[phase.lease_id] = (phase.build, phase.chroot.name)
-    for phase in SrpmPhase.objects.filter(lease_id__in=lease_ids).select_related("build"):
-        served[phase.lease_id] = (phase.build, SRPM)
-    return served
+    phases: list[Phase] = [
+        *BuildChroot.objects.filter(lease_id__in=lease_ids).select_related("build", "chroot"),
+        *SrpmPhase.objects.filter(lease_id__in=lease_ids).select_related("build"),
+    ]
+    return {phase.lease_id: (phase.build, chroot_of(phase)) for phase in phases if phase.lease_id is not None}
 
 
 def keys_of(build: Build) -> list[PublicKey]:

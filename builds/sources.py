@@ -23,9 +23,9 @@ import re
 import socket
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from django.conf import settings
@@ -33,6 +33,9 @@ from django.core.files.uploadedfile import UploadedFile
 
 from builds.agent.coprssh_agent import address_problem
 from coprssh.exceptions import ServiceError
+
+if TYPE_CHECKING:
+    from builds.models import Build
 
 SPEC_SUFFIX = ".spec"
 SRPM_SUFFIX = ".src.rpm"
@@ -74,6 +77,20 @@ class Source:
     committish: str = ""
     spec: str = ""
     url: str = ""
+
+    def columns(self) -> dict[str, str]:
+        """The Build columns that store this source."""
+        return {_column(name): value for name, value in asdict(self).items()}
+
+    @classmethod
+    def of(cls, build: Build) -> Source:
+        """What `build` was built from, to build it again."""
+        return cls(**{field.name: getattr(build, _column(field.name)) for field in fields(cls)})
+
+
+def _column(name: str) -> str:
+    """The Build column of a Source field: Build says source_type and source_filename."""
+    return f"source_{name}" if name in ("type", "filename") else name
 
 
 def max_spec_bytes() -> int:
@@ -129,15 +146,16 @@ def _size_limit(name: str) -> int:
     return max_srpm_bytes() if name.endswith(SRPM_SUFFIX) else max_spec_bytes()
 
 
-def _read_start(upload: UploadedFile, size: int) -> bytes:
+def _read_start(upload: UploadedFile[bytes], size: int) -> bytes:
     upload.seek(0)
     try:
-        return upload.read(size)
+        start: bytes = upload.read(size)  # django-stubs type File.read as Any
     finally:
         upload.seek(0)
+    return start
 
 
-def check_upload(upload: UploadedFile) -> Source:
+def check_upload(upload: UploadedFile[bytes]) -> Source:
     """The checked source of an uploaded `.spec` or `.src.rpm`: its name, size and content."""
     field = "source_file"
     name = safe_filename(upload.name or "", field=field)
@@ -188,7 +206,7 @@ def _check_spec(name: str, data: bytes, *, limit: int) -> None:
         raise SourceError(f"The file {name} is not a spec file: it has no Name: tag.", field=field)
 
 
-def store_upload(upload: UploadedFile, *, directory: Path) -> Path:
+def store_upload(upload: UploadedFile[bytes], *, directory: Path) -> Path:
     """Write a checked upload into the existing `directory` under its safe name; return its path."""
     field = "source_file"
     name = safe_filename(upload.name or "", field=field)

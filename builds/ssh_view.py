@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from builders import ssh
-from builders.models import Builder, Lease
+from builders.models import Lease
 from builders.services.access import host_key_fingerprint
 from builds.models import Build, BuildChroot, SrpmPhase
 from builds.selectors import builds_served_by, chroot_of, keys_of
@@ -43,14 +43,14 @@ class SshBuilderView:
     details: bool  # whether the connection details above are filled (the viewer may see them)
 
 
-def sees_connection_details(viewer: AbstractBaseUser | AnonymousUser | None, owner_id: int | None) -> bool:
+def sees_connection_details(viewer: User | AnonymousUser | None, owner_id: int | None) -> bool:
     """Whether `viewer` may see how to log in to an SSH builder of `owner_id`: its owner and staff."""
     if viewer is None or not viewer.is_authenticated or owner_id is None:
         return False
-    return viewer.pk == owner_id or bool(getattr(viewer, "is_staff", False))
+    return viewer.pk == owner_id or viewer.is_staff
 
 
-def keys_shown(build: Build, viewer: AbstractBaseUser | AnonymousUser | None) -> list[PublicKey]:
+def keys_shown(build: Build, viewer: User | AnonymousUser | None) -> list[PublicKey]:
     """The keys of an SSH build (with their comments), for its owner and staff; nobody else's business."""
     if not build.ssh or not sees_connection_details(viewer, build.submitter_id):
         return []
@@ -73,8 +73,9 @@ def public_state(lease: Lease) -> str:
 
 def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: bool) -> SshBuilderView:
     """The SSH builder of `lease`; without `details`, nothing that says where or how to log in."""
-    builder: Builder | None = lease.builder
-    ready = bool(details and lease.state == Lease.State.ACTIVE and builder is not None and builder.host)
+    builder = lease.builder if details and lease.state == Lease.State.ACTIVE else None
+    host = builder.host if builder is not None else None
+    ready = builder if host else None  # ready to log in to, and the viewer may know where
     fingerprints = [k.fingerprint for k in keys_of(build)] if build and details else []
     return SshBuilderView(
         id=lease.pk,
@@ -82,13 +83,13 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: b
         chroot=chroot,
         state=public_state(lease),
         queue_reason=lease.queue_reason,
-        host=builder.host if ready else None,
-        port=builder.port if ready else None,
-        user=builder.login_user if ready else None,
-        ipv4=builder.ipv4 if ready else None,
-        ipv6=builder.ipv6 if ready else None,
-        ssh_command=ssh.format_ssh_command(builder.login_user, builder.host, builder.port) if ready else None,
-        host_key_fingerprint=host_key_fingerprint(builder.host_key) if ready and builder.host_key else None,
+        host=host or None,
+        port=ready.port if ready else None,
+        user=ready.login_user if ready else None,
+        ipv4=ready.ipv4 if ready else None,
+        ipv6=ready.ipv6 if ready else None,
+        ssh_command=ssh.format_ssh_command(ready.login_user, host, ready.port) if ready and host else None,
+        host_key_fingerprint=host_key_fingerprint(ready.host_key) if ready and ready.host_key else None,
         expires_at=lease.expires_at,
         max_expires_at=lease.max_expires_at,
         key_fingerprints=fingerprints,
@@ -97,20 +98,19 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: b
     )
 
 
-def ssh_builders_of(user: AbstractBaseUser, *, lease_id: int | None = None) -> list[SshBuilderView]:
+def ssh_builders_of(user: User, *, lease_id: int | None = None) -> list[SshBuilderView]:
     """The user's SSH builders, newest first, in a constant number of queries."""
     leases = Lease.objects.filter(owner_id=user.pk, ssh=True).select_related("builder").order_by("-id")
     if lease_id is not None:
         leases = leases.filter(pk=lease_id)
-    leases = list(leases[:200])
-    ids = [lease.pk for lease in leases]
-    phases = builds_served_by(ids)
+    newest = list(leases[:200])
+    phases = builds_served_by([lease.pk for lease in newest])
     # The user's own leases: the owner sees the details of each.
-    return [view_of(lease, *phases.get(lease.pk, (None, None)), details=True) for lease in leases]
+    return [view_of(lease, *phases.get(lease.pk, (None, None)), details=True) for lease in newest]
 
 
 def ssh_builder_of_phase(
-    phase: SrpmPhase | BuildChroot, *, viewer: AbstractBaseUser | AnonymousUser | None
+    phase: SrpmPhase | BuildChroot, *, viewer: User | AnonymousUser | None
 ) -> SshBuilderView | None:
     """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API)."""
     if not phase.build.ssh or phase.lease is None:

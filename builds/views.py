@@ -5,12 +5,15 @@ And SSH: resubmit with SSH, the SSH builder panel of the build page, prolong and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import OuterRef, Prefetch, Subquery
@@ -22,10 +25,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from builders import services as builders
 from builders.models import Lease
 from builds import services, storage
-from builds.files import LOG_NAMES, log_url, result_url
+from builds.files import LOG_NAMES, log_url, result_url, results_in
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
+from builds.http import AuthenticatedHttpRequest
 from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase
-from builds.selectors import build_of_lease, served_by
+from builds.selectors import Phase, build_of_lease, chroot_of, served_by
 from builds.selectors import srpm_reruns as reruns_srpm
 from builds.ssh_view import SshBuilderView, key_count, keys_shown, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
@@ -33,6 +37,7 @@ from coprssh.exceptions import NotFoundError, ServiceError
 from keys.models import SavedKey
 
 PAGE_SIZE = 50
+T = TypeVar("T")
 
 
 def _project(owner: str, name: str) -> Project:
@@ -53,8 +58,31 @@ def _posted(request: HttpRequest) -> QueryDict | None:
     return request.POST if request.method == "POST" else None
 
 
-def _form_error(form: BuildForm | ProjectForm | ResubmitForm | ResubmitSshForm, exc: ServiceError) -> None:
-    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+def _call_when_valid(form: forms.Form, call: Callable[[], T]) -> T | None:
+    """`call()` (a service) once the posted form is valid; a ServiceError it raises becomes the form's.
+
+    A form not posted (GET) is not bound, hence not valid: nothing is called.
+    """
+    if not form.is_valid():
+        return None
+    try:
+        return call()
+    except ServiceError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        return None
+
+
+def _form_status(request: HttpRequest) -> int:
+    """A form page shown again after a POST did not go through answers 400."""
+    return 400 if request.method == "POST" else 200
+
+
+def _own_build(request: AuthenticatedHttpRequest, build_id: int, *, to: str) -> Build:
+    """The build, when the user may change it (the project's owner or an admin); 403 otherwise."""
+    build = _build(build_id)
+    if not build.project.can_build(request.user):
+        raise PermissionDenied(f"Only the owner of {build.project.full_name} can {to} its builds.")
+    return build
 
 
 # --- projects --------------------------------------------------------------------------
@@ -78,24 +106,13 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def project_new(request: HttpRequest) -> HttpResponse:
+def project_new(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ProjectForm(_posted(request))
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                project = services.create_project(
-                    owner=request.user,
-                    name=form.cleaned_data["name"],
-                    description=form.cleaned_data["description"],
-                    chroots=form.cleaned_data["chroots"],
-                )
-            except ServiceError as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Created project {project.full_name}.")
-                return redirect("project-detail", owner=project.owner.get_username(), name=project.name)
-        return render(request, "builds/project_new.html", {"form": form}, status=400)
-    return render(request, "builds/project_new.html", {"form": form})
+    project = _call_when_valid(form, lambda: services.create_project(owner=request.user, **form.cleaned_data))
+    if project is not None:
+        messages.success(request, f"Created project {project.full_name}.")
+        return redirect("project-detail", owner=project.owner.get_username(), name=project.name)
+    return render(request, "builds/project_new.html", {"form": form}, status=_form_status(request))
 
 
 @require_GET
@@ -123,7 +140,7 @@ def project_detail(request: HttpRequest, owner: str, name: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_new(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+def build_new(request: AuthenticatedHttpRequest, owner: str, name: str) -> HttpResponse:
     project = _project(owner, name)
     if not project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {project.full_name} can build in it.")
@@ -133,28 +150,24 @@ def build_new(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         if request.method == "POST"
         else BuildForm(chroots=chroots)
     )
-    if request.method == "POST":
-        if form.is_valid():
-            source = form.cleaned_data["source"]
-            try:
-                build = services.submit_build(
-                    project=project,
-                    submitter=request.user,
-                    chroots=form.cleaned_data["chroots"],
-                    source=source,
-                    upload=form.cleaned_data["source_file"]
-                    if source.type == Build.SourceType.UPLOAD
-                    else None,
-                )
-            except ServiceError as exc:
-                _form_error(form, exc)
-            else:
-                messages.success(request, f"Build #{build.pk} submitted.")
-                return redirect("build-detail", build_id=build.pk)
-        status = 400
-    else:
-        status = 200
-    return render(request, "builds/build_new.html", {"project": project, "form": form}, status=status)
+    build = _call_when_valid(
+        form,
+        lambda: services.submit_build(
+            project=project,
+            submitter=request.user,
+            chroots=form.cleaned_data["chroots"],
+            source=form.cleaned_data["source"],
+            upload=form.cleaned_data["source_file"]
+            if form.cleaned_data["source"].type == Build.SourceType.UPLOAD
+            else None,
+        ),
+    )
+    if build is not None:
+        messages.success(request, f"Build #{build.pk} submitted.")
+        return redirect("build-detail", build_id=build.pk)
+    return render(
+        request, "builds/build_new.html", {"project": project, "form": form}, status=_form_status(request)
+    )
 
 
 # --- the build page ----------------------------------------------------------------------
@@ -181,7 +194,7 @@ class PhaseView:
             sizes[name] = path.stat().st_size if path.is_file() else 0
         return sizes
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, object]:
         phase = self.phase
         span = phase.ended_at - phase.started_at if phase.started_at and phase.ended_at else None
         return {
@@ -198,7 +211,7 @@ class PhaseView:
         }
 
     @property
-    def ssh_data(self) -> dict | None:
+    def ssh_data(self) -> dict[str, object] | None:
         return _ssh_json(self.ssh) if self.ssh else None
 
 
@@ -207,7 +220,7 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="seconds") if moment else None
 
 
-def _ssh_json(ssh: SshBuilderView) -> dict:
+def _ssh_json(ssh: SshBuilderView) -> dict[str, object]:
     # ssh_view leaves the connection details empty for anyone but the owner and staff.
     lease = ssh.lease
     return {
@@ -232,15 +245,13 @@ def _ssh_json(ssh: SshBuilderView) -> dict:
     }
 
 
-def _phase_views(build: Build, viewer: AbstractBaseUser) -> list[PhaseView]:
-    phases: list[tuple[str, SrpmPhase | BuildChroot]] = [("srpm", build.srpm)]
-    phases += [(bc.chroot.name, bc) for bc in build.build_chroots.select_related("chroot", "lease__builder")]
+def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
+    phases: list[Phase] = [build.srpm, *build.build_chroots.select_related("chroot", "lease__builder")]
     views = []
-    for key, phase in phases:
+    for phase in phases:
+        key = chroot_of(phase)
         results = [
-            (name, size, result_url(build.pk, key, name))
-            for name, size in storage.list_files(phase.storage_dir)
-            if name not in LOG_NAMES and not name.startswith(".")
+            (name, size, result_url(build.pk, key, name)) for name, size in results_in(phase.storage_dir)
         ]
         logs = [(name, log_url(build.pk, key, name)) for name in (storage.BACKEND_LOG, storage.LIVE_LOG)]
         ssh = ssh_builder_of_phase(phase, viewer=viewer) if build.ssh else None
@@ -262,7 +273,7 @@ def build_detail(request: HttpRequest, build_id: int) -> HttpResponse:
             "ssh_keys": keys_shown(build, request.user),
             "ssh_key_count": key_count(build),
             "now": _iso(timezone.now()),
-            "max_prolong_hours": ProlongForm.base_fields["hours"].max_value,
+            "max_prolong_hours": builders.MAX_PROLONG_HOURS,
         },
     )
 
@@ -293,10 +304,8 @@ def build_state(request: HttpRequest, build_id: int) -> JsonResponse:
 
 @login_required
 @require_POST
-def build_cancel(request: HttpRequest, build_id: int) -> HttpResponse:
-    build = _build(build_id)
-    if not build.project.can_build(request.user):
-        raise PermissionDenied(f"Only the owner of {build.project.full_name} can cancel its builds.")
+def build_cancel(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
+    build = _own_build(request, build_id, to="cancel")
     try:
         services.cancel_build(build_id=build.pk, user=request.user)
     except ServiceError as exc:
@@ -308,37 +317,29 @@ def build_cancel(request: HttpRequest, build_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_resubmit(request: HttpRequest, build_id: int) -> HttpResponse:
-    build = _build(build_id)
-    if not build.project.can_build(request.user):
-        raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
+def build_resubmit(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
+    build = _own_build(request, build_id, to="resubmit")
     build_chroots = list(build.build_chroots.select_related("chroot"))
     form = ResubmitForm(_posted(request), build_chroots=build_chroots)
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                new = services.resubmit_build(
-                    build=build, user=request.user, chroots=form.cleaned_data["chroots"]
-                )
-            except ServiceError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, f"Build #{new.pk} submitted again from #{build.pk}.")
-                return redirect("build-detail", build_id=new.pk)
-        status = 400
+    new = _call_when_valid(
+        form,
+        lambda: services.resubmit_build(build=build, user=request.user, chroots=form.cleaned_data["chroots"]),
+    )
+    if new is not None:
+        messages.success(request, f"Build #{new.pk} submitted again from #{build.pk}.")
+        return redirect("build-detail", build_id=new.pk)
     return render(
         request,
         "builds/build_resubmit.html",
         {"build": build, "form": form, "build_chroots": build_chroots},
-        status=status,
+        status=_form_status(request),
     )
 
 
 # --- SSH: resubmit with SSH, prolong and release -------------------------------------------
 
 
-def _via(request: HttpRequest) -> builders.Via:
+def _via(request: AuthenticatedHttpRequest) -> builders.Via:
     return builders.Via(user=request.user, source="web", remote_addr=request.META.get("REMOTE_ADDR"))
 
 
@@ -365,7 +366,7 @@ class QuotaView:
         return self.in_use >= self.limit
 
 
-def _quota_view(user: AbstractBaseUser) -> QuotaView:
+def _quota_view(user: User) -> QuotaView:
     quota = builders.quota_for(user)
     ids = [lease.pk for lease in builders.slot_holders(user)]
     build_of = {lease_id: build_id for lease_id, (build_id, _chroot) in served_by(ids).items()}
@@ -381,10 +382,8 @@ def _quota_view(user: AbstractBaseUser) -> QuotaView:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
-    build = _build(build_id)
-    if not build.project.can_build(request.user):
-        raise PermissionDenied(f"Only the owner of {build.project.full_name} can resubmit its builds.")
+def build_resubmit_ssh(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
+    build = _own_build(request, build_id, to="resubmit")
     build_chroots = list(build.build_chroots.select_related("chroot"))
     srpm_reruns = reruns_srpm(build)
     saved_keys = SavedKey.objects.filter(user=request.user).count()
@@ -395,28 +394,24 @@ def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
         user=request.user,
         saved_keys=saved_keys,
     )
-    status = 200
-    if request.method == "POST":
-        if form.is_valid():
-            try:
-                new = services.resubmit_with_ssh(
-                    build=build,
-                    user=request.user,
-                    keys=form.cleaned_data["keys"],
-                    chroots=form.cleaned_data.get("chroots") or None,
-                    via=_via(request),
-                )
-            except ServiceError as exc:
-                _form_error(form, exc)
-            else:
-                count = len(form.cleaned_data["keys"])
-                messages.success(
-                    request,
-                    f"Build #{new.pk} submitted from #{build.pk} with SSH access for "
-                    f"{count} key{'s' if count != 1 else ''}.",
-                )
-                return redirect("build-detail", build_id=new.pk)
-        status = 400
+    new = _call_when_valid(
+        form,
+        lambda: services.resubmit_with_ssh(
+            build=build,
+            user=request.user,
+            keys=form.cleaned_data["keys"],
+            chroots=form.cleaned_data.get("chroots") or None,
+            via=_via(request),
+        ),
+    )
+    if new is not None:
+        count = len(form.cleaned_data["keys"])
+        messages.success(
+            request,
+            f"Build #{new.pk} submitted from #{build.pk} with SSH access for "
+            f"{count} key{'s' if count != 1 else ''}.",
+        )
+        return redirect("build-detail", build_id=new.pk)
     return render(
         request,
         "builds/build_resubmit_ssh.html",
@@ -428,11 +423,11 @@ def build_resubmit_ssh(request: HttpRequest, build_id: int) -> HttpResponse:
             "saved_keys": saved_keys,
             "quota": _quota_view(request.user),
         },
-        status=status,
+        status=_form_status(request),
     )
 
 
-def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
+def _build_of_lease(lease_id: int, user: User) -> tuple[int, Lease]:
     """The build whose page shows the user's SSH builder; someone else's does not exist (404)."""
     lease = Lease.objects.filter(pk=lease_id, owner_id=user.pk, ssh=True).first()
     build_id = build_of_lease(lease_id=lease_id) if lease is not None else None
@@ -443,14 +438,11 @@ def _build_of_lease(lease_id: int, user: AbstractBaseUser) -> tuple[int, Lease]:
 
 @login_required
 @require_POST
-def ssh_prolong(request: HttpRequest, lease_id: int) -> HttpResponse:
+def ssh_prolong(request: AuthenticatedHttpRequest, lease_id: int) -> HttpResponse:
     build_id, _ = _build_of_lease(lease_id, request.user)
     form = ProlongForm(request.POST)
     if not form.is_valid():
-        hours = form.fields["hours"]
-        messages.error(
-            request, f"Prolong by a whole number of hours from {hours.min_value} to {hours.max_value}."
-        )
+        messages.error(request, f"Prolong by a whole number of hours from 1 to {builders.MAX_PROLONG_HOURS}.")
         return redirect("build-detail", build_id=build_id)
     hours = form.cleaned_data["hours"]
     try:
@@ -469,7 +461,7 @@ def ssh_prolong(request: HttpRequest, lease_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def ssh_release(request: HttpRequest, lease_id: int) -> HttpResponse:
+def ssh_release(request: AuthenticatedHttpRequest, lease_id: int) -> HttpResponse:
     build_id, before = _build_of_lease(lease_id, request.user)
     try:
         builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)

@@ -13,7 +13,7 @@ from typing import Any
 from django.http import HttpRequest
 from django.urls import reverse
 
-from builds.models import FINAL_STATES, Build, BuildChroot, Project, State
+from builds.models import FINAL_STATES, SRPM_DIR, Build, BuildChroot, Project, State
 
 # Copr's states (copr_common.enums.StatusEnum), which the client knows.
 COPR_STATES = [
@@ -29,7 +29,6 @@ COPR_STATES = [
     "waiting",
     "unknown",
 ]
-SRPM_DIR = "srpm-builds"
 
 
 def timestamp(when: datetime | None) -> int | None:

@@ -10,14 +10,15 @@ nothing built on a user's builder is ever published.
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Sequence
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from builds import storage
-from builds.models import CHROOT_NAME_RE, BuildChroot, Project, SrpmPhase
-from copr_api.objects import SRPM_DIR, build_dir
+from builds.models import CHROOT_NAME_RE, SRPM_DIR, BuildChroot, Project, SrpmPhase
+from copr_api.objects import build_dir
 
 LOGS = {storage.BACKEND_LOG, storage.LIVE_LOG}
 
@@ -45,6 +46,7 @@ def _phase(project: Project, chroot: str, build: str) -> SrpmPhase | BuildChroot
     if len(build) != 8 or not build.isdigit():
         raise Http404("No such build.")
     build_id = int(build)
+    phase: SrpmPhase | BuildChroot | None
     if chroot == SRPM_DIR:
         phase = SrpmPhase.objects.filter(build_id=build_id, build__project=project).first()
     elif CHROOT_NAME_RE.fullmatch(chroot):
@@ -60,7 +62,7 @@ def _phase(project: Project, chroot: str, build: str) -> SrpmPhase | BuildChroot
     return phase
 
 
-def _index(request: HttpRequest, title: str, entries: list[tuple[str, int | None]]) -> HttpResponse:
+def _index(request: HttpRequest, title: str, entries: Sequence[tuple[str, int | None]]) -> HttpResponse:
     return render(request, "copr_api/results_index.html", {"title": title, "entries": entries})
 
 
@@ -89,7 +91,7 @@ def chroot_index(request: HttpRequest, owner: str, project: str, chroot: str) ->
 def build_index(request: HttpRequest, owner: str, project: str, chroot: str, build: str) -> HttpResponse:
     found = _project(owner, project)
     phase = _phase(found, chroot, build)
-    entries: list[tuple[str, int | None]] = [
+    entries = [
         (name, size) for name, size in storage.list_files(phase.storage_dir) if not name.startswith(".")
     ]
     return _index(request, f"/results/{found.full_name}/{chroot}/{build}/", entries)

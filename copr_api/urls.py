@@ -2,33 +2,45 @@
 
 from django.urls import path, re_path
 
-from copr_api import views
+from copr_api.views import (
+    AuthCheckView,
+    BuildChrootListView,
+    BuildChrootView,
+    BuildListView,
+    BuildView,
+    BuiltPackagesView,
+    HomeView,
+    ProjectListView,
+    ProjectView,
+    SourceChrootView,
+    not_found,
+)
+from copr_api.writes import (
+    BuildCancelView,
+    BuildScmView,
+    BuildUploadView,
+    BuildUrlView,
+    CheckBeforeBuildView,
+    ProjectAddView,
+)
 
 urlpatterns = [
-    path("", views.HomeView.as_view(), name="copr-api-home"),
-    path("auth-check", views.AuthCheckView.as_view(), name="copr-api-auth-check"),
-    path("project", views.ProjectView.as_view(), name="copr-api-project"),
-    path("project/list", views.ProjectListView.as_view(), name="copr-api-project-list"),
-    path("project/add/<str:ownername>", views.ProjectAddView.as_view(), name="copr-api-project-add"),
-    path(
-        "build/check-before-build", views.CheckBeforeBuildView.as_view(), name="copr-api-check-before-build"
-    ),
-    path("build/create/upload", views.BuildUploadView.as_view(), name="copr-api-build-upload"),
-    path("build/create/url", views.BuildUrlView.as_view(), name="copr-api-build-url"),
-    path("build/create/scm", views.BuildScmView.as_view(), name="copr-api-build-scm"),
-    path("build/list", views.BuildListView.as_view(), name="copr-api-build-list"),
-    path("build/cancel/<int:build_id>", views.BuildCancelView.as_view(), name="copr-api-build-cancel"),
-    path(
-        "build/built-packages/<int:build_id>",
-        views.BuiltPackagesView.as_view(),
-        name="copr-api-built-packages",
-    ),
-    path(
-        "build/source-chroot/<int:build_id>", views.SourceChrootView.as_view(), name="copr-api-source-chroot"
-    ),
-    path("build/<int:build_id>", views.BuildView.as_view(), name="copr-api-build"),
-    path("build-chroot", views.BuildChrootView.as_view(), name="copr-api-build-chroot"),
-    path("build-chroot/list", views.BuildChrootListView.as_view(), name="copr-api-build-chroot-list"),
+    path("", HomeView.as_view(), name="copr-api-home"),
+    path("auth-check", AuthCheckView.as_view(), name="copr-api-auth-check"),
+    path("project", ProjectView.as_view(), name="copr-api-project"),
+    path("project/list", ProjectListView.as_view(), name="copr-api-project-list"),
+    path("project/add/<str:ownername>", ProjectAddView.as_view(), name="copr-api-project-add"),
+    path("build/check-before-build", CheckBeforeBuildView.as_view(), name="copr-api-check-before-build"),
+    path("build/create/upload", BuildUploadView.as_view(), name="copr-api-build-upload"),
+    path("build/create/url", BuildUrlView.as_view(), name="copr-api-build-url"),
+    path("build/create/scm", BuildScmView.as_view(), name="copr-api-build-scm"),
+    path("build/list", BuildListView.as_view(), name="copr-api-build-list"),
+    path("build/cancel/<int:build_id>", BuildCancelView.as_view(), name="copr-api-build-cancel"),
+    path("build/built-packages/<int:build_id>", BuiltPackagesView.as_view(), name="copr-api-built-packages"),
+    path("build/source-chroot/<int:build_id>", SourceChrootView.as_view(), name="copr-api-source-chroot"),
+    path("build/<int:build_id>", BuildView.as_view(), name="copr-api-build"),
+    path("build-chroot", BuildChrootView.as_view(), name="copr-api-build-chroot"),
+    path("build-chroot/list", BuildChrootListView.as_view(), name="copr-api-build-chroot-list"),
     # Anything else is a JSON 404 too: the client cannot read an HTML page.
-    re_path(r"^(?P<path>.*)$", views.not_found),
+    re_path(r"^(?P<path>.*)$", not_found),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from builders import services as builders
@@ -54,9 +54,7 @@ def request_chroot_leases(build: Build) -> None:
         transaction.on_commit(functools.partial(storage.backend_log, build_chroot.storage_dir, message))
 
 
-def request_ssh_lease(
-    *, build: Build, user: AbstractBaseUser, arch: str, what: str, via: builders.Via
-) -> Lease:
+def request_ssh_lease(*, build: Build, user: User, arch: str, what: str, via: builders.Via) -> Lease:
     """A lease on a fresh builder that `user` may log in to, for one phase (`what`) of an SSH build."""
     return builders.request_lease(
         owner=user,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from builds.models import PROJECT_NAME_RE, Chroot, Project
@@ -13,7 +13,7 @@ from coprssh.exceptions import ForbiddenError, ServiceError
 log = logging.getLogger(__name__)
 
 
-def check_can_build(project: Project, user: AbstractBaseUser) -> None:
+def check_can_build(project: Project, user: User) -> None:
     """Raise ForbiddenError unless `user` may build in `project`."""
     if not project.can_build(user):
         raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
@@ -36,9 +36,7 @@ def active_chroots(names: list[str], *, field: str = "chroots") -> list[Chroot]:
     return [found[n] for n in wanted]
 
 
-def create_project(
-    *, owner: AbstractBaseUser, name: str, chroots: list[str], description: str = ""
-) -> Project:
+def create_project(*, owner: User, name: str, chroots: list[str], description: str = "") -> Project:
     """Create `owner/name` building for `chroots`."""
     if not isinstance(name, str) or not PROJECT_NAME_RE.fullmatch(name):
         raise ServiceError(

@@ -1,7 +1,7 @@
 """What the agent on a builder reports, and the checks that stand in when it falls silent.
 
 The agent pushes its live log in chunks tagged with their byte offset, and its end, to the API
-with its phase's token (builds/api_agent.py). Everything it sends is untrusted: an offset must
+with its phase's token (builds/api/agent.py). Everything it sends is untrusted: an offset must
 continue the stored log (a resent chunk changes nothing), sizes are capped, and the end it
 reports is only its word until the service has collected the results itself, over SFTP, with
 the usual bounds. No worker waits on a running build: a report queues one short task, and the

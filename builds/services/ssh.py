@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,7 +23,8 @@ from builds.selectors import SRPM, srpm_reruns
 from builds.services.leases import request_ssh_lease
 from builds.services.projects import active_chroots, check_can_build
 from builds.services.state import update_build_state
-from builds.services.submit import Staging, create_build, source_of, staging
+from builds.services.submit import Staging, create_build, staging
+from builds.sources import Source
 from coprssh.exceptions import ConflictError, ServiceError
 from keys.parser import PublicKey
 
@@ -35,7 +36,7 @@ SRPM_ONLY = "an SSH build of a failed SRPM phase reruns only the SRPM phase"
 def resubmit_with_ssh(
     *,
     build: Build,
-    user: AbstractBaseUser,
+    user: User,
     keys: list[PublicKey],
     chroots: list[str] | None = None,
     via: builders.Via | None = None,
@@ -73,7 +74,7 @@ def resubmit_with_ssh(
             new, srpm, phases = create_build(
                 project=build.project,
                 submitter=user,
-                source=source_of(build),
+                source=Source.of(build),
                 chroots=targets,
                 files=files,
                 source_file=staged_source,

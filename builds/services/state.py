@@ -57,7 +57,7 @@ def update_build_state(build_id: int) -> str:
     else:
         state = State.CANCELED
     now = timezone.now()
-    fields = {"state": state}
+    fields: dict[str, object] = {"state": state}
     if state != State.PENDING and build.started_at is None:
         fields["started_at"] = now
     if state in FINAL_STATES and build.ended_at is None:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
@@ -100,22 +100,10 @@ def staging() -> Iterator[Staging]:
         files.remove()
 
 
-def source_of(build: Build) -> Source:
-    """What `build` was built from, to build it again."""
-    return Source(
-        type=build.source_type,
-        filename=build.source_filename,
-        clone_url=build.clone_url,
-        committish=build.committish,
-        spec=build.spec,
-        url=build.url,
-    )
-
-
 def create_build(
     *,
     project: Project,
-    submitter: AbstractBaseUser,
+    submitter: User,
     source: Source,
     chroots: list[Chroot],
     files: Staging,
@@ -134,12 +122,7 @@ def create_build(
     build = Build.objects.create(
         project=project,
         submitter=submitter,
-        source_type=source.type,
-        source_filename=source.filename,
-        clone_url=source.clone_url,
-        committish=source.committish,
-        spec=source.spec,
-        url=source.url,
+        **source.columns(),
         resubmitted_from=resubmitted_from,
         ssh=bool(ssh_keys),
         ssh_keys=ssh_keys,
@@ -160,10 +143,10 @@ def create_build(
 def submit_build(
     *,
     project: Project,
-    submitter: AbstractBaseUser,
+    submitter: User,
     chroots: list[str] | None,
     source: Source,
-    upload: UploadedFile | None = None,
+    upload: UploadedFile[bytes] | None = None,
     copy_from: Path | None = None,
     resubmitted_from: Build | None = None,
 ) -> Build:
@@ -200,7 +183,7 @@ def submit_build(
     return build
 
 
-def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
+def cancel_build(*, build_id: int, user: User) -> Build:
     """Cancel every unfinished phase of a build; running ones are stopped on their builders."""
     with transaction.atomic():
         build = Build.objects.select_for_update().select_related("project").filter(pk=build_id).first()
@@ -246,7 +229,7 @@ def cancel_build(*, build_id: int, user: AbstractBaseUser) -> Build:
     return build
 
 
-def resubmit_build(*, build: Build, user: AbstractBaseUser, chroots: list[str] | None = None) -> Build:
+def resubmit_build(*, build: Build, user: User, chroots: list[str] | None = None) -> Build:
     """Submit the same source again (to some or all of its chroots) as a new build."""
     check_can_build(build.project, user)
     if not build.is_finished:
@@ -260,7 +243,7 @@ def resubmit_build(*, build: Build, user: AbstractBaseUser, chroots: list[str] |
         project=build.project,
         submitter=user,
         chroots=chroots,
-        source=source_of(build),
+        source=Source.of(build),
         copy_from=copy_from,
         resubmitted_from=build,
     )

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from builds.models import Build, Project
 from builds.services import create_project, submit_build
 from builds.sources import check_upload
-from copr_api import views
+from copr_api import base
 from tests.copr_api.conftest import CHROOTS, HELLO_SPEC, write_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -103,7 +103,7 @@ def test_list_builds_pages_through_every_build(copr, user, chroots, monkeypatch)
     project = create_project(owner=user, name="hello", chroots=chroots)
     builds = [submit_spec(project, user) for _ in range(5)]
     # Pages of 2: copr-cli asks for 1000 at a time and follows meta.limit until a page is empty.
-    monkeypatch.setattr(views, "MAX_LIMIT", 2)
+    monkeypatch.setattr(base, "MAX_LIMIT", 2)
     result = copr.ok("list-builds", "hello")
     rows = [line.split("\t") for line in result.stdout.splitlines()]
     assert [int(row[0]) for row in rows] == sorted((b.pk for b in builds), reverse=True)

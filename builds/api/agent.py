@@ -48,7 +48,7 @@ class PhaseTokenAuthentication(authentication.BaseAuthentication):
 
 
 class PhaseTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
-    target_class = "builds.api_agent.PhaseTokenAuthentication"
+    target_class = "builds.api.agent.PhaseTokenAuthentication"
     name = "phaseToken"
 
     def get_security_definition(self, auto_schema: object) -> dict[str, str]:

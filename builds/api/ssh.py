@@ -8,21 +8,23 @@ SSH one (a normal build's builder), answers 404 and changes nothing.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
+from builds.api.base import validated
+from builds.http import AuthenticatedRequest
 from builds.selectors import served_by
 from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
 from coprssh.exceptions import NotFoundError
 from coprssh.openapi import CONFLICT, NOT_FOUND
 
 
-class SshBuilderOutput(serializers.Serializer):
+class SshBuilderOutput(serializers.Serializer[Any]):
     id = serializers.IntegerField(help_text="The SSH builder's id.")
     build = serializers.IntegerField(source="build_id", allow_null=True)
     chroot = serializers.CharField(allow_null=True, help_text='The chroot it builds, or "srpm".')
@@ -44,7 +46,7 @@ class SshBuilderOutput(serializers.Serializer):
     )
 
 
-def _ssh_builder(request: Request, lease_id: int) -> SshBuilderView:
+def _ssh_builder(request: AuthenticatedRequest, lease_id: int) -> SshBuilderView:
     """The caller's SSH builder, or 404 (someone else's, unknown, or not an SSH lease)."""
     found = ssh_builders_of(request.user, lease_id=lease_id)
     if not found:
@@ -52,7 +54,7 @@ def _ssh_builder(request: Request, lease_id: int) -> SshBuilderView:
     return found[0]
 
 
-def _via(request: Request) -> builders.Via:
+def _via(request: AuthenticatedRequest) -> builders.Via:
     return builders.Via(user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR"))
 
 
@@ -60,7 +62,7 @@ class SshBuilderListView(APIView):
     """The caller's SSH builders, newest first (the latest 200)."""
 
     @extend_schema(responses=SshBuilderOutput(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         return Response(SshBuilderOutput(ssh_builders_of(request.user), many=True).data)
 
 
@@ -68,14 +70,14 @@ class SshBuilderDetailView(APIView):
     """One of the caller's SSH builders: how to log in, until when, with which keys."""
 
     @extend_schema(responses={200: SshBuilderOutput, 404: NOT_FOUND})
-    def get(self, request: Request, lease_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, lease_id: int) -> Response:
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
 
 class SshBuilderProlongView(APIView):
     """Add hours to the expiry; 400 past the cap (naming the latest time), 409 once it has ended."""
 
-    class SshBuilderProlongInput(serializers.Serializer):
+    class SshBuilderProlongInput(serializers.Serializer[Any]):
         hours = serializers.IntegerField(min_value=1, max_value=builders.MAX_PROLONG_HOURS, default=1)
 
     @extend_schema(
@@ -83,13 +85,10 @@ class SshBuilderProlongView(APIView):
         request=SshBuilderProlongInput,
         responses={200: SshBuilderOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
-    def post(self, request: Request, lease_id: int) -> Response:
-        data = self.SshBuilderProlongInput(data=request.data)
-        data.is_valid(raise_exception=True)
+    def post(self, request: AuthenticatedRequest, lease_id: int) -> Response:
+        hours = validated(self.SshBuilderProlongInput, request.data)["hours"]
         _ssh_builder(request, lease_id)
-        builders.prolong_lease(
-            lease_id=lease_id, hours=data.validated_data["hours"], via=_via(request), owner=request.user
-        )
+        builders.prolong_lease(lease_id=lease_id, hours=hours, via=_via(request), owner=request.user)
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
 
@@ -99,7 +98,7 @@ class SshBuilderReleaseView(APIView):
     @extend_schema(
         operation_id="ssh_builders_release", request=None, responses={200: SshBuilderOutput, 404: NOT_FOUND}
     )
-    def post(self, request: Request, lease_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, lease_id: int) -> Response:
         _ssh_builder(request, lease_id)
         builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
@@ -108,14 +107,14 @@ class SshBuilderReleaseView(APIView):
 # --- quota ----------------------------------------------------------------------------
 
 
-class QuotaHolder(serializers.Serializer):
+class QuotaHolder(serializers.Serializer[Any]):
     id = serializers.IntegerField(help_text="The SSH builder holding the slot.")
     build = serializers.IntegerField(allow_null=True)
     chroot = serializers.CharField(allow_null=True, help_text='A chroot, or "srpm".')
     state = serializers.CharField(help_text="provisioning or ready.")
 
 
-class QuotaOutput(serializers.Serializer):
+class QuotaOutput(serializers.Serializer[Any]):
     max_ssh_builders = serializers.IntegerField(help_text="SSH builders you may hold at once.")
     in_use = serializers.IntegerField(help_text="SSH builders holding a slot now.")
     default_lifetime_hours = serializers.FloatField(help_text="How long a new SSH builder lives.")
@@ -131,7 +130,7 @@ class QuotaView(APIView):
     """The caller's SSH quota: the limits, and which SSH builders hold the slots."""
 
     @extend_schema(responses=QuotaOutput)
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         quota = builders.quota_for(request.user)
         holders = builders.slot_holders(request.user)
         served = served_by([lease.pk for lease in holders])
