@@ -207,8 +207,8 @@ def refresh_lease_file(*, lease_id: int) -> bool:
     if lease is None or lease.state != Lease.State.ACTIVE or lease.builder is None:
         return False
     machine = machine_of(lease.builder)
-    path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
     try:
+        path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
         with _session(machine) as conn, ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE) as until:
             sftp = ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
             data = json.loads(ssh.read_capped(sftp, path, cap=LEASE_FILE_CAP, until=until))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +22,7 @@ from django.utils import timezone
 from builders import ssh
 from builders.admin_key import admin_key
 from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.providers import options as provider_options
 from builders.providers.base import Machine, Provider, ProviderError, generate_host_key
 from builders.services import pools as pool_health
 from builders.services.common import TASK, TICK, Via, audit, queue_task
@@ -34,8 +36,24 @@ CREATED_KEY = "coprssh-created"
 
 
 def provider_for(pool: Pool) -> Provider:
-    """The provider of a pool, configured from its provider settings."""
+    """The provider of a pool, configured from its provider settings.
+
+    Settings no provider can be made from (the admin refuses them, a row may hold them anyway)
+    raise a permanent ProviderError: retrying cannot help, and the pool pauses on it.
+    """
     options = dict(pool.provider_settings or {})
+    found = provider_options.problems(pool.provider, options)
+    try:
+        if found:
+            raise ValueError("; ".join(found))
+        return _make_provider(pool, options)
+    except ValueError as exc:
+        raise ProviderError(
+            f"pool {pool.name}: provider settings not usable: {exc}", permanent=True
+        ) from None
+
+
+def _make_provider(pool: Pool, options: dict[str, Any]) -> Provider:
     if pool.provider == Pool.Provider.LOCAL:
         from builders.providers.local import LocalProvider
 
@@ -153,9 +171,9 @@ def provision_builder(*, builder_id: int) -> Builder | None:
     if not claimed:
         return builder
     builder.attempts += 1
-    provider = provider_for(builder.pool)
     started = time.monotonic()
     try:
+        provider = provider_for(builder.pool)
         if builder.attempts > 1:
             _delete_machines_of(provider, builder)
         host_key = generate_host_key()
@@ -401,8 +419,8 @@ def delete_builder(*, builder_id: int) -> Builder | None:
     builder = Builder.objects.select_related("pool").filter(pk=builder_id).first()
     if builder is None or builder.state != Builder.State.TERMINATING:
         return builder
-    provider = provider_for(builder.pool)
     try:
+        provider = provider_for(builder.pool)
         if builder.provider_id:
             provider.delete(builder.provider_id)
         else:
