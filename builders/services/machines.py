@@ -25,7 +25,19 @@ from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.providers import options as provider_options
 from builders.providers.base import Machine, Provider, ProviderError, generate_host_key
 from builders.services import pools as pool_health
-from builders.services.common import TASK, TICK, Via, audit, queue_task
+from builders.services.common import (
+    ASSIGN_LEASES,
+    DELETE_BUILDER,
+    ERROR_CHARS,
+    HEALTH_CHECK,
+    PROVISION_BUILDER,
+    TASK,
+    TICK,
+    Via,
+    audit,
+    fail_provisioning,
+    queue_task,
+)
 from coprssh.exceptions import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -135,7 +147,7 @@ def _fill(pool: Pool, waiting: Sequence[tuple[str, int | None, bool, str]]) -> l
             if Builder.objects.filter(pk=builder_id, state=Builder.State.READY).update(
                 state=Builder.State.TERMINATING, state_changed_at=timezone.now()
             ):
-                queue_task("builders.tasks.delete_builder", builder_id)
+                queue_task(DELETE_BUILDER, builder_id)
     new = max(min(wanted, room), 0)
     if pool.consecutive_failures:
         # A failing pool probes with one machine at a time until one comes up.
@@ -146,7 +158,7 @@ def _fill(pool: Pool, waiting: Sequence[tuple[str, int | None, bool, str]]) -> l
         builder.name = f"{pool.name}-{builder.pk}"
         builder.save(update_fields=["name"])
         ids.append(builder.pk)
-        queue_task("builders.tasks.provision_builder", builder.pk)
+        queue_task(PROVISION_BUILDER, builder.pk)
     if ids:
         log.info("pool %s: starting builders %s", pool.name, ids)
     return ids
@@ -216,7 +228,7 @@ def provision_builder(*, builder_id: int) -> Builder | None:
                 builder=builder,
                 detail=f"{machine.name} at {builder.host}:{builder.port} in {time.monotonic() - started:.1f} s",
             )
-            queue_task("builders.tasks.assign_leases")
+            queue_task(ASSIGN_LEASES)
     if ready:
         pool_health.record_success(pool_id=builder.pool_id)
     else:
@@ -231,14 +243,7 @@ def _hold_for_pool(builder: Builder) -> Builder | None:
     if pool.paused_at is not None:
         message = f"not started: pool {pool.name} is paused ({pool_health.health_of(pool).text})"
         with transaction.atomic():
-            if Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-                state=Builder.State.FAILED,
-                last_error=message[:2000],
-                retry_at=None,
-                state_changed_at=now,
-                terminated_at=now,
-            ):
-                audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+            fail_provisioning(builder, message, now=now)
     else:
         Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
             retry_at=pool.backoff_until, state_changed_at=now
@@ -257,7 +262,7 @@ def retry_due_provisions(*, now: datetime | None = None) -> list[int]:
             if Builder.objects.filter(pk=builder_id, retry_at__lte=now).update(
                 retry_at=None, state_changed_at=now
             ):
-                queue_task("builders.tasks.provision_builder", builder_id)
+                queue_task(PROVISION_BUILDER, builder_id)
                 queued.append(builder_id)
     return queued
 
@@ -301,18 +306,11 @@ def _provision_failed(
         if retry:
             # Not at once: the retry waits for the pool's backoff, and the tick queues it then.
             Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-                last_error=message[:2000], state_changed_at=now, retry_at=pool.backoff_until or now
+                last_error=message[:ERROR_CHARS], state_changed_at=now, retry_at=pool.backoff_until or now
             )
-        elif Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-            state=Builder.State.FAILED,
-            last_error=message[:2000],
-            state_changed_at=now,
-            terminated_at=now,
-            retry_at=None,
-        ):
-            audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+        elif fail_provisioning(builder, message, now=now):
             if not count_for_pool:  # record_failure has queued it already
-                queue_task("builders.tasks.assign_leases")
+                queue_task(ASSIGN_LEASES)
     log.warning(
         "builder %s attempt %s failed%s: %s",
         builder.pk,
@@ -361,7 +359,7 @@ def check_idle_builders(*, now: datetime | None = None, limit: int = 10) -> list
         with transaction.atomic():
             # Compare-and-swap on checked_at: two ticks at once check a builder once.
             if Builder.objects.ready().filter(unchecked, pk=builder_id).update(checked_at=now):
-                queue_task("builders.tasks.health_check", builder_id)
+                queue_task(HEALTH_CHECK, builder_id)
                 queued.append(builder_id)
     return queued
 
@@ -378,11 +376,11 @@ def health_check(*, builder_id: int) -> bool:
         with transaction.atomic():
             if Builder.objects.filter(pk=builder.pk, state=Builder.State.READY).update(
                 state=Builder.State.TERMINATING,
-                last_error=f"health check: {exc.message}"[:2000],
+                last_error=f"health check: {exc.message}"[:ERROR_CHARS],
                 state_changed_at=timezone.now(),
             ):
                 audit(AuditEvent.Action.BUILDER_FAILED, via=TICK, builder=builder, detail=exc.message)
-                queue_task("builders.tasks.delete_builder", builder.pk)
+                queue_task(DELETE_BUILDER, builder.pk)
         return False
     return True
 
@@ -410,7 +408,7 @@ def terminate_builder(*, builder_id: int, via: Via) -> Builder:
             from builders.services.leases import promote_queued_leases
 
             promote_queued_leases(owner_id=lease.owner_id)
-        queue_task("builders.tasks.delete_builder", builder.pk)
+        queue_task(DELETE_BUILDER, builder.pk)
     return builder
 
 
@@ -427,7 +425,7 @@ def delete_builder(*, builder_id: int) -> Builder | None:
             _delete_machines_of(provider, builder)
     except ProviderError as exc:
         Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
-            last_error=f"delete: {exc.message}"[:2000]
+            last_error=f"delete: {exc.message}"[:ERROR_CHARS]
         )
         log.warning("deleting builder %s failed, the tick retries: %s", builder.pk, exc.message)
         return builder
@@ -435,7 +433,7 @@ def delete_builder(*, builder_id: int) -> Builder | None:
     Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
         state=Builder.State.TERMINATED, terminated_at=now, state_changed_at=now
     )
-    queue_task("builders.tasks.assign_leases")
+    queue_task(ASSIGN_LEASES)
     return Builder.objects.filter(pk=builder.pk).first()
 
 
