@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=Model)
 Actions = dict[str, tuple[Callable[..., str], str, str] | None]
+Context = dict[str, Any]
 
 
 def _via(request: HttpRequest) -> services.Via:
@@ -70,11 +71,7 @@ class StateAdmin(NoDeleteAdmin[M]):
     """
 
     def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Context | None = None
     ) -> HttpResponse:
         context = {"show_save": False, "show_save_and_continue": False, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra_context=context)
@@ -210,11 +207,7 @@ class PoolAdmin(NoDeleteAdmin[Pool]):
         return HttpResponseRedirect(reverse("admin:builders_pool_change", args=[pool.pk]))
 
     def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Context | None = None
     ) -> HttpResponse:
         context = dict(extra_context or {})
         pool = self.get_object(request, unquote(object_id))

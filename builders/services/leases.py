@@ -225,11 +225,7 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = N
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_PROLONG_HOURS:
         raise ServiceError(f"Hours must be a whole number from 1 to {MAX_PROLONG_HOURS}.", field="hours")
     with transaction.atomic():
-        leases = Lease.objects.select_for_update()
-        if owner is not None:
-            # Users act on their SSH builders only; build leases are the service's business.
-            leases = leases.filter(owner_id=owner.pk, ssh=True)
-        lease = leases.filter(pk=lease_id).first()
+        lease = _locked_lease(lease_id, owner)
         if lease is None:
             raise NotFoundError("No such SSH builder.")
         if lease.state != Lease.State.ACTIVE or lease.expires_at is None or lease.max_expires_at is None:
@@ -259,6 +255,15 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = N
     return lease
 
 
+def _locked_lease(lease_id: int, owner: User | None) -> Lease | None:
+    """The lease, locked until the transaction ends; with `owner`, only one of their SSH leases."""
+    leases = Lease.objects.select_for_update()
+    if owner is not None:
+        # Users act on their SSH builders only; build leases are the service's business.
+        leases = leases.filter(owner_id=owner.pk, ssh=True)
+    return leases.filter(pk=lease_id).first()
+
+
 def _prolong_refusal(lease: Lease, hours: int) -> ProlongRefused:
     assert lease.max_expires_at is not None
     assert lease.expires_at is not None
@@ -280,11 +285,7 @@ def release_lease(
 ) -> Lease:
     """End a lease now; ending one that has ended changes nothing."""
     with transaction.atomic():
-        leases = Lease.objects.select_for_update()
-        if owner is not None:
-            # Users act on their SSH builders only; build leases are the service's business.
-            leases = leases.filter(owner_id=owner.pk, ssh=True)
-        lease = leases.filter(pk=lease_id).first()
+        lease = _locked_lease(lease_id, owner)
         if lease is None:
             raise NotFoundError("No such SSH builder." if owner is not None else "No such lease.")
         if lease.state == Lease.State.ENDED:
