@@ -39,16 +39,11 @@ def test_migration_schedules_the_builds_tick_every_minute():
     assert schedule.minutes == 1
 
 
-def test_tick_queues_a_watcher_for_a_running_phase_nobody_watches(
-    build, django_capture_on_commit_callbacks, monkeypatch
-):
-    queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
+def test_tick_queues_a_watcher_for_a_running_phase_nobody_watches(build, queued):
     SrpmPhase.objects.filter(build=build).update(state=State.RUNNING, watch_until=None)
-    with django_capture_on_commit_callbacks(execute=True):
-        summary = tasks.tick()
+    summary = queued.call(tasks.tick)
     assert summary["watched"] == [build.srpm.pk]
-    assert ("builds.tasks.watch_phase", ("srpm", build.srpm.pk)) in queued
+    assert ("builds.tasks.watch_phase", ("srpm", build.srpm.pk)) in queued.tasks
 
 
 def test_tick_leaves_a_phase_whose_watcher_is_alive(build, django_capture_on_commit_callbacks):
@@ -71,26 +66,20 @@ def test_tick_fails_a_pending_phase_whose_lease_ended(build):
     assert set(BuildChroot.objects.filter(build=build).values_list("state", flat=True)) == {State.SKIPPED}
 
 
-def test_tick_restarts_a_phase_whose_worker_died_while_starting_it(
-    build, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_tick_restarts_a_phase_whose_worker_died_while_starting_it(build, queued):
     """Ref: #8 (bench/faults.py deploy-kill) — a cluster killed while deploying SSH keys left the
     phase STARTING for good: the redelivered phase_ready saw it was no longer pending."""
-    queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
     srpm = build.srpm
     SrpmPhase.objects.filter(pk=srpm.pk).update(
         state=State.STARTING, watch_until=timezone.now() - timedelta(seconds=1)
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        summary = tasks.tick()
+    summary = queued.call(tasks.tick)
     assert summary["restarted"] == [srpm.pk]
     srpm.refresh_from_db()
     assert (srpm.state, srpm.watch_until) == (State.PENDING, None)
-    assert ("builds.tasks.phase_ready", (srpm.lease_id,)) in queued
+    assert ("builds.tasks.phase_ready", (srpm.lease_id,)) in queued.tasks
     # A second tick finds nothing more to do.
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.tick()["restarted"] == []
+    assert queued.call(tasks.tick)["restarted"] == []
 
 
 def test_tick_leaves_a_phase_that_is_still_being_started(build, django_capture_on_commit_callbacks):
