@@ -1,4 +1,4 @@
-.PHONY: run test lint format check
+.PHONY: run test lint format typecheck check
 
 run:
 	bin/run
@@ -16,7 +16,11 @@ format:
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-check:
+typecheck:
 	bin/setup dev
+	.venv/bin/mypy .
+
+# Everything .ci/run checks before the tests (and the pre-commit hooks run).
+check: lint typecheck
 	DEBUG=1 .venv/bin/python manage.py check
 	DEBUG=1 .venv/bin/python manage.py makemigrations --check --dry-run

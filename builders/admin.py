@@ -9,12 +9,14 @@ go through the quota services, which write the audit log.
 from __future__ import annotations
 
 import statistics
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Model, Prefetch, Q, QuerySet
 from django.forms import ModelForm
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -26,12 +28,19 @@ from builders.models import AuditEvent, Builder, Lease, Pool, QuotaOverride, Quo
 from builders.services.quota import delete_quota_override, save_quota_override, save_quota_policy
 from coprssh.exceptions import ServiceError
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
+
+M = TypeVar("M", bound=Model)
+Actions = dict[str, tuple[Callable[..., str], str, str] | None]
+Context = dict[str, Any]
+
 
 def _via(request: HttpRequest) -> services.Via:
     return services.Via(user=request.user, source="admin", remote_addr=request.META.get("REMOTE_ADDR"))
 
 
-def _age(since) -> str:  # noqa: ANN001 - a datetime or None
+def _age(since: datetime | None) -> str:
     if since is None:
         return "—"
     seconds = int((timezone.now() - since).total_seconds())
@@ -42,19 +51,19 @@ def _age(since) -> str:  # noqa: ANN001 - a datetime or None
     return f"{seconds // 3600} h"
 
 
-class NoDeleteAdmin(admin.ModelAdmin):
+class NoDeleteAdmin(admin.ModelAdmin[M]):
     """Rows that only services may remove: no Delete button, page or bulk action, even for superusers."""
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict:
+    def get_actions(self, request: HttpRequest) -> Actions:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
 
 
-class StateAdmin(NoDeleteAdmin):
+class StateAdmin(NoDeleteAdmin[M]):
     """Rows whose every field belongs to the services: shown, never written back by a Save.
 
     Saving a read-only form would still write the whole row as it was read, undoing a release
@@ -62,12 +71,12 @@ class StateAdmin(NoDeleteAdmin):
     """
 
     def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Context | None = None
     ) -> HttpResponse:
         context = {"show_save": False, "show_save_and_continue": False, **(extra_context or {})}
         return super().change_view(request, object_id, form_url, extra_context=context)
 
-    def save_model(self, request: HttpRequest, obj: object, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: M, form: ModelForm[M], change: bool) -> None:
         pass
 
 
@@ -82,7 +91,7 @@ class HealthFilter(admin.SimpleListFilter):
         "paused": Q(paused_at__isnull=False),
     }
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin[Pool]) -> list[tuple[str, str]]:
         return [(state, state) for state in self.conditions]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Pool]) -> QuerySet[Pool]:
@@ -90,7 +99,7 @@ class HealthFilter(admin.SimpleListFilter):
         return queryset if condition is None else queryset.filter(condition)
 
 
-HEALTH_FIELDS = [
+HEALTH_FIELDS = (
     "health",
     "consecutive_failures",
     "failing_since",
@@ -98,11 +107,11 @@ HEALTH_FIELDS = [
     "paused_at",
     "last_error",
     "last_error_at",
-]
+)
 
 
 @admin.register(Pool)
-class PoolAdmin(NoDeleteAdmin):
+class PoolAdmin(NoDeleteAdmin[Pool]):
     list_display = [
         "name",
         "provider",
@@ -121,8 +130,8 @@ class PoolAdmin(NoDeleteAdmin):
     actions = ["resume"]
     # Pools are taken out of service with "enabled"; PROTECT keeps their builders' rows anyway.
 
-    def get_fieldsets(self, request: HttpRequest, obj: Pool | None = None) -> list:
-        settings_fields = [
+    def get_fieldsets(self, request: HttpRequest, obj: Pool | None = None) -> _FieldsetSpec:
+        settings_fields = (
             "name",
             "provider",
             "architectures",
@@ -131,7 +140,7 @@ class PoolAdmin(NoDeleteAdmin):
             "provider_settings",
             "reaches_service",
             "enabled",
-        ]
+        )
         if obj is None:
             return [(None, {"fields": settings_fields})]
         return [
@@ -165,7 +174,7 @@ class PoolAdmin(NoDeleteAdmin):
         else:
             self.message_user(request, "No selected pool was failing or paused.", messages.WARNING)
 
-    def save_model(self, request: HttpRequest, obj: Pool, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Pool, form: ModelForm[Pool], change: bool) -> None:
         # Only what the operator edited: the health fields belong to builders.services.pools,
         # and writing back the values read with the form would undo a failure counted meanwhile.
         if change:
@@ -199,7 +208,7 @@ class PoolAdmin(NoDeleteAdmin):
         return HttpResponseRedirect(reverse("admin:builders_pool_change", args=[pool.pk]))
 
     def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Context | None = None
     ) -> HttpResponse:
         context = dict(extra_context or {})
         pool = self.get_object(request, unquote(object_id))
@@ -226,6 +235,7 @@ class PoolAdmin(NoDeleteAdmin):
             for created, ready in pool.builders.filter(ready_at__isnull=False)
             .order_by("-ready_at")
             .values_list("created_at", "ready_at")[:50]
+            if ready is not None
         ]
         return f"{statistics.median(times):.1f} s" if times else "—"
 
@@ -241,7 +251,7 @@ class PoolAdmin(NoDeleteAdmin):
 
 
 @admin.register(Builder)
-class BuilderAdmin(StateAdmin):
+class BuilderAdmin(StateAdmin[Builder]):
     list_display = [
         "__str__",
         "pool",
@@ -298,7 +308,7 @@ class BuilderAdmin(StateAdmin):
 
 
 @admin.register(Lease)
-class LeaseAdmin(StateAdmin):
+class LeaseAdmin(StateAdmin[Lease]):
     list_display = [
         "__str__",
         "owner",
@@ -350,7 +360,9 @@ class LeaseAdmin(StateAdmin):
 
     @admin.action(description="Terminate the builders of selected leases", permissions=["terminate_builder"])
     def terminate_builders(self, request: HttpRequest, queryset: QuerySet[Lease]) -> None:
-        for lease in queryset.exclude(builder=None):
+        for lease in queryset:
+            if lease.builder_id is None:
+                continue
             try:
                 services.terminate_builder(builder_id=lease.builder_id, via=_via(request))
             except ServiceError as exc:
@@ -358,7 +370,7 @@ class LeaseAdmin(StateAdmin):
 
 
 @admin.register(QuotaPolicy)
-class QuotaPolicyAdmin(admin.ModelAdmin):
+class QuotaPolicyAdmin(admin.ModelAdmin[QuotaPolicy]):
     list_display = ["__str__", "max_ssh_builders", "default_lifetime", "max_lifetime", "warning_before"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -367,17 +379,21 @@ class QuotaPolicyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: QuotaPolicy | None = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: QuotaPolicy, form: ModelForm, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: QuotaPolicy, form: ModelForm[QuotaPolicy], change: bool
+    ) -> None:
         save_quota_policy(policy=obj, via=_via(request))
 
 
 @admin.register(QuotaOverride)
-class QuotaOverrideAdmin(admin.ModelAdmin):
+class QuotaOverrideAdmin(admin.ModelAdmin[QuotaOverride]):
     list_display = ["user", "max_ssh_builders", "default_lifetime", "max_lifetime", "note"]
     search_fields = ["user__username", "note"]
     raw_id_fields = ["user"]
 
-    def save_model(self, request: HttpRequest, obj: QuotaOverride, form: ModelForm, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: QuotaOverride, form: ModelForm[QuotaOverride], change: bool
+    ) -> None:
         save_quota_override(override=obj, via=_via(request))
 
     def delete_model(self, request: HttpRequest, obj: QuotaOverride) -> None:
@@ -390,7 +406,7 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     list_display = ["created_at", "action", "actor", "source", "remote_addr", "lease", "builder", "detail"]
     list_filter = ["action", "source"]
     search_fields = ["actor__username", "detail", "remote_addr"]

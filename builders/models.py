@@ -14,6 +14,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from builders.providers import options as provider_options
+
 ARCH_CHOICES = ["x86_64", "aarch64", "ppc64le", "s390x", "i686", "noarch"]
 
 
@@ -78,6 +80,10 @@ class Pool(models.Model):
             raise ValidationError({"architectures": f"Unknown architectures: {', '.join(unknown)}."})
         if not isinstance(self.provider_settings, dict):
             raise ValidationError({"provider_settings": "Give a JSON object."})
+        # The rules provider_for applies: a pool saved here can make its provider.
+        problems = provider_options.problems(self.provider, self.provider_settings)
+        if problems:
+            raise ValidationError({"provider_settings": problems})
 
 
 class BuilderQuerySet(models.QuerySet["Builder"]):

@@ -12,8 +12,8 @@ from rest_framework.views import exception_handler
 class ServiceError(Exception):
     """A state change that is not allowed; the message is shown to the user as it is."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "invalid"
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "invalid"
 
     def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
         super().__init__(message)

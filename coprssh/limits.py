@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from rest_framework.request import Request
 from rest_framework.throttling import AnonRateThrottle, BaseThrottle, SimpleRateThrottle, UserRateThrottle
 
 # --- the API ----------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class KeyReferenceThrottle(_RateFromSettings, SimpleRateThrottle):
 
 def client_address(request: HttpRequest) -> str:
     """The client's address, through COPRSSH_TRUSTED_PROXIES proxies (as the API throttles see it)."""
-    return BaseThrottle().get_ident(request)
+    return BaseThrottle().get_ident(Request(request))
 
 
 # --- failed logins ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ errors it can answer, in the shapes coprssh.exceptions.api_exception_handler giv
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiResponse
@@ -62,7 +62,7 @@ class AutoSchema(openapi.AutoSchema):
     writes, 404 where the path names an object, 413 and 415 where there is a body.
     """
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
+    def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         has_body = self.method not in SAFE_METHODS and self.get_request_serializer() is not None
         has_query = any(parameter.get("in") == "query" for parameter in self._get_parameters())
@@ -97,8 +97,9 @@ class QueryFilter(serializers.Serializer):
     """
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        errors = {}
-        for name in self.fields:
+        errors: dict[str, list[str]] = {}
+        # keys(): the stubs type iterating the fields as Field objects; DRF yields their names.
+        for name in self.fields.keys():
             values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name)]
             if name not in data:
                 continue

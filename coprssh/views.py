@@ -12,6 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from coprssh import limits, services
+from coprssh.users import signed_in_user
 from keys.forms import SavedKeyForm
 from keys.models import SavedKey
 
@@ -42,13 +43,14 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    token = services.get_api_token(user=request.user)
+    user = signed_in_user(request)
+    token = services.get_api_token(user=user)
     return render(
         request,
         "profile.html",
         {
             "token": token,
-            "saved_keys": SavedKey.objects.filter(user=request.user),
+            "saved_keys": SavedKey.objects.filter(user=user),
             "key_form": SavedKeyForm(),
             "public_url": settings.COPRSSH_PUBLIC_URL,
         },
@@ -58,6 +60,6 @@ def profile(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def regenerate_token(request: HttpRequest) -> HttpResponse:
-    services.regenerate_api_token(user=request.user)
+    services.regenerate_api_token(user=signed_in_user(request))
     messages.success(request, "A new API token was created; the old one no longer works.")
     return redirect("profile")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema
@@ -13,12 +15,13 @@ from rest_framework.views import APIView
 
 from coprssh import limits
 from coprssh.openapi import NOT_FOUND
+from coprssh.users import signed_in_user
 from keys import fetchers, services
 from keys.models import SavedKey
-from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES, parse_keys
+from keys.parser import MAX_INPUT_BYTES, MAX_LINE_BYTES, PublicKey, parse_keys
 
 
-class KeyOutputSerializer(serializers.ModelSerializer):
+class KeyOutputSerializer(serializers.ModelSerializer[SavedKey]):
     type = serializers.CharField(source="key_type")
     public_key = serializers.CharField()
 
@@ -30,7 +33,7 @@ class KeyOutputSerializer(serializers.ModelSerializer):
 class KeyListView(APIView):
     """The caller's saved keys; POST saves one more."""
 
-    class SavedKeyInput(serializers.Serializer):
+    class SavedKeyInput(serializers.Serializer[dict[str, str]]):
         title = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
         # Longer than a key line may be, so the parser reports the precise reason.
         public_key = serializers.CharField(
@@ -41,14 +44,14 @@ class KeyListView(APIView):
 
     @extend_schema(responses=KeyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        keys = SavedKey.objects.filter(user=request.user)
+        keys = SavedKey.objects.filter(user=signed_in_user(request))
         return Response(KeyOutputSerializer(keys, many=True).data)
 
     @extend_schema(request=SavedKeyInput, responses={201: KeyOutputSerializer})
     def post(self, request: Request) -> Response:
         data = self.SavedKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        saved = services.add_saved_key(user=request.user, **data.validated_data)
+        saved = services.add_saved_key(user=signed_in_user(request), **data.validated_data)
         return Response(KeyOutputSerializer(saved).data, status=status.HTTP_201_CREATED)
 
 
@@ -57,7 +60,7 @@ class KeyDetailView(APIView):
 
     @extend_schema(responses={200: KeyOutputSerializer, 404: NOT_FOUND})
     def get(self, request: Request, key_id: int) -> Response:
-        saved = SavedKey.objects.filter(user=request.user, pk=key_id).first()
+        saved = SavedKey.objects.filter(user=signed_in_user(request), pk=key_id).first()
         if saved is None:
             return Response(
                 {"detail": "No such saved key.", "code": "not_found"}, status=status.HTTP_404_NOT_FOUND
@@ -66,7 +69,7 @@ class KeyDetailView(APIView):
 
     @extend_schema(request=None, responses={204: None, 404: NOT_FOUND})
     def delete(self, request: Request, key_id: int) -> Response:
-        services.delete_saved_key(user=request.user, key_id=key_id)
+        services.delete_saved_key(user=signed_in_user(request), key_id=key_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -79,12 +82,12 @@ class KeyCheckView(APIView):
 
     throttle_classes = [*APIView.throttle_classes, limits.KeyCheckThrottle]
 
-    class KeyCheckInput(serializers.Serializer):
+    class KeyCheckInput(serializers.Serializer[dict[str, str]]):
         ssh_public_keys = serializers.CharField(
             max_length=MAX_INPUT_BYTES, trim_whitespace=False, allow_blank=True
         )
 
-        def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             # The key parser reports a NUL with its line number; DRF's blanket refusal would not.
             field = self.fields["ssh_public_keys"]
@@ -98,14 +101,14 @@ class KeyCheckView(APIView):
                 raise serializers.ValidationError("Not a valid string.")
             return value
 
-    class CheckedKey(serializers.Serializer):
+    class CheckedKey(serializers.Serializer[PublicKey]):
         type = serializers.CharField(source="key_type")
         bits = serializers.IntegerField()
         fingerprint = serializers.CharField()
         comment = serializers.CharField()
         public_key = serializers.CharField(source="line")
 
-    class KeyCheckOutput(serializers.Serializer):
+    class KeyCheckOutput(serializers.Serializer[dict[str, Any]]):
         ok = serializers.BooleanField()
         lines = serializers.ListField(child=serializers.DictField())
 
@@ -121,7 +124,7 @@ class KeyCheckView(APIView):
                 "line": item.line,
                 "status": item.status,
                 "message": item.message,
-                "keys": self.CheckedKey(item.keys, many=True).data,
+                "keys": [self.CheckedKey(key).data for key in item.keys],
             }
             for item in lines
         ]

@@ -13,12 +13,13 @@ import base64
 import binascii
 import hashlib
 import re
-import struct
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives.asymmetric import ec
+from keys.wire import ACCEPTED_TYPES_TEXT, KEY_TYPES, read_blob, shown
+
+# Callers catch it here, with the parser that raises it.
+from keys.wire import InvalidKey as InvalidKey
 
 MAX_LINE_BYTES = 8 * 1024
 MAX_INPUT_BYTES = 128 * 1024
@@ -26,7 +27,6 @@ MAX_KEYS = 10
 MAX_ERRORS = 25
 TOO_MANY_ERRORS = "too many errors; the rest of the text was not checked"
 MIN_RSA_BITS = 2048
-MAX_RSA_BITS = 16384
 MAX_COMMENT_CHARS = 100
 
 # Account names are checked before any URL is built from them.
@@ -51,10 +51,6 @@ OPTION_NAMES = {
     "no-touch-required", "permitlisten", "permitopen", "port-forwarding", "principals", "pty",
     "restrict", "tunnel", "user-rc", "verify-required", "x11-forwarding",
 }  # fmt: skip
-
-
-class InvalidKey(ValueError):
-    """One key line that is not an acceptable public key; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -132,154 +128,7 @@ class ParseResult:
         return not self.errors
 
 
-# --- the SSH wire format -------------------------------------------------------------
-
-
-class _Reader:
-    """Reads the length-prefixed fields of an SSH public key blob."""
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob = blob
-        self.pos = 0
-        # Set by a type whose wire format allows several encodings of one key.
-        self.canonical: bytes | None = None
-
-    def string(self, what: str) -> bytes:
-        if self.pos + 4 > len(self.blob):
-            raise InvalidKey(f"the key data is truncated (no room for the {what})")
-        (length,) = struct.unpack(">I", self.blob[self.pos : self.pos + 4])
-        start = self.pos + 4
-        if length > len(self.blob) - start:
-            raise InvalidKey(f"the key data is truncated (the {what} is cut off)")
-        self.pos = start + length
-        return self.blob[start : self.pos]
-
-    def mpint(self, what: str) -> int:
-        raw = self.string(what)
-        if raw and raw[0] & 0x80:
-            raise InvalidKey(f"the key data holds a negative {what}")
-        return int.from_bytes(raw, "big")
-
-    def text(self, what: str) -> str:
-        raw = self.string(what)
-        # OpenSSH reads these as C strings: a NUL or anything unprintable is refused there.
-        if not raw or not all(0x20 < byte < 0x7F for byte in raw):
-            raise InvalidKey(f"the key data holds a {what} that is empty or not printable ASCII")
-        return raw.decode("ascii")
-
-    def finish(self) -> None:
-        extra = len(self.blob) - self.pos
-        if extra:
-            raise InvalidKey(f"the key data has {extra} unexpected bytes at the end")
-
-
-def _ssh_string(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
-
-
-def _ssh_mpint(value: int) -> bytes:
-    raw = value.to_bytes((value.bit_length() + 8) // 8, "big") if value else b""
-    return _ssh_string(raw)
-
-
-def _ed25519(reader: _Reader, _min_rsa_bits: int) -> int:
-    if len(reader.string("Ed25519 public key")) != 32:
-        raise InvalidKey("the Ed25519 public key is not 32 bytes long")
-    return 256
-
-
-def _rsa(reader: _Reader, min_rsa_bits: int) -> int:
-    exponent = reader.mpint("RSA exponent")
-    modulus = reader.mpint("RSA modulus")
-    if exponent < 3 or exponent % 2 == 0 or exponent.bit_length() > 64:
-        raise InvalidKey("the RSA public exponent is not valid")
-    bits = modulus.bit_length()
-    if bits < min_rsa_bits:
-        raise InvalidKey(
-            f"RSA keys must have at least {min_rsa_bits} bits; this one has {bits}. "
-            "Create a new key with `ssh-keygen -t ed25519`"
-        )
-    if bits > MAX_RSA_BITS:
-        raise InvalidKey(f"RSA keys may have at most {MAX_RSA_BITS} bits; this one has {bits}")
-    if modulus % 2 == 0:
-        raise InvalidKey("the RSA modulus is not valid")
-    # OpenSSH re-encodes the numbers (dropping superfluous zero bytes) before it takes a
-    # fingerprint; the canonical blob makes ours the same and lets duplicates match.
-    reader.canonical = _ssh_string(b"ssh-rsa") + _ssh_mpint(exponent) + _ssh_mpint(modulus)
-    return bits
-
-
-_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
-    "nistp256": (ec.SECP256R1(), 256),
-    "nistp384": (ec.SECP384R1(), 384),
-    "nistp521": (ec.SECP521R1(), 521),
-}
-
-
-def _ecdsa_point(reader: _Reader, expected_curve: str) -> int:
-    curve_name = reader.text("curve name")
-    if curve_name != expected_curve:
-        raise InvalidKey(f"the key data names curve {curve_name!r}, but the key type says {expected_curve}")
-    curve, bits = _CURVES[curve_name]
-    point = reader.string("curve point")
-    size = (bits + 7) // 8
-    if len(point) != 1 + 2 * size or point[0] != 0x04:
-        raise InvalidKey(f"the key data does not hold an uncompressed point on {curve_name}")
-    try:
-        key = ec.EllipticCurvePublicKey.from_encoded_point(curve, point)
-    except ValueError:
-        raise InvalidKey(f"the key data does not hold a valid point on {curve_name}") from None
-    numbers = key.public_numbers()
-    # OpenSSH refuses points with a coordinate of half the group order's size or less.
-    if min(numbers.x.bit_length(), numbers.y.bit_length()) <= bits // 2:
-        raise InvalidKey(f"the key data holds a weak point on {curve_name}")
-    return bits
-
-
-def _ecdsa(curve_name: str) -> Callable[[_Reader, int], int]:
-    def parse(reader: _Reader, _min_rsa_bits: int) -> int:
-        return _ecdsa_point(reader, curve_name)
-
-    return parse
-
-
-def _sk_ed25519(reader: _Reader, min_rsa_bits: int) -> int:
-    bits = _ed25519(reader, min_rsa_bits)
-    reader.text("security key application")
-    return bits
-
-
-def _sk_ecdsa(reader: _Reader, _min_rsa_bits: int) -> int:
-    bits = _ecdsa_point(reader, "nistp256")
-    reader.text("security key application")
-    return bits
-
-
-@dataclass(frozen=True)
-class KeyType:
-    label: str
-    parse: Callable[[_Reader, int], int]
-
-
-KEY_TYPES: dict[str, KeyType] = {
-    "ssh-ed25519": KeyType("ED25519", _ed25519),
-    "ecdsa-sha2-nistp256": KeyType("ECDSA", _ecdsa("nistp256")),
-    "ecdsa-sha2-nistp384": KeyType("ECDSA", _ecdsa("nistp384")),
-    "ecdsa-sha2-nistp521": KeyType("ECDSA", _ecdsa("nistp521")),
-    "ssh-rsa": KeyType("RSA", _rsa),
-    "sk-ssh-ed25519@openssh.com": KeyType("ED25519-SK", _sk_ed25519),
-    "sk-ecdsa-sha2-nistp256@openssh.com": KeyType("ECDSA-SK", _sk_ecdsa),
-}
-ACCEPTED_TYPES_TEXT = ", ".join(KEY_TYPES)
-
-
 # --- one line --------------------------------------------------------------------------
-
-
-def _shown(text: str, limit: int = 24) -> str:
-    """A piece of user text made safe to quote in a message."""
-    text = text if len(text) <= limit else text[:limit] + "…"
-    return ascii(text)
 
 
 def _check_characters(line: str) -> None:
@@ -310,8 +159,7 @@ def _refuse_unknown_type(key_type: str, rest: list[str]) -> None:
         raise InvalidKey("DSA keys (ssh-dss) are not accepted; create a new key with `ssh-keygen -t ed25519`")
     if not key_type.isascii():
         raise InvalidKey(
-            f"the key type {_shown(key_type)} contains non-ASCII characters "
-            "(a look-alike of an ASCII letter?)"
+            f"the key type {shown(key_type)} contains non-ASCII characters (a look-alike of an ASCII letter?)"
         )
     option = key_type.split("=", 1)[0].lower()
     if option in OPTION_NAMES or "=" in key_type or any(token in KEY_TYPES for token in rest):
@@ -329,7 +177,7 @@ def _refuse_unknown_type(key_type: str, rest: list[str]) -> None:
         )
     if lowered in KEY_TYPES:
         raise InvalidKey(f"key types are case-sensitive: write {lowered!r}")
-    raise InvalidKey(f"unknown key type {_shown(key_type)}; accepted types: {ACCEPTED_TYPES_TEXT}")
+    raise InvalidKey(f"unknown key type {shown(key_type)}; accepted types: {ACCEPTED_TYPES_TEXT}")
 
 
 def parse_key_line(line: str, *, min_rsa_bits: int = MIN_RSA_BITS) -> PublicKey:
@@ -366,16 +214,7 @@ def parse_key_line(line: str, *, min_rsa_bits: int = MIN_RSA_BITS) -> PublicKey:
         raise InvalidKey("the key data is not valid base64 (was it cut or changed when copying?)") from None
     if base64.b64encode(blob).decode("ascii") != data:
         raise InvalidKey("the key data is not canonical base64 (stray bits in the padding)")
-    reader = _Reader(blob)
-    inner_type = reader.string("key type")
-    if inner_type != key_type.encode("ascii"):
-        raise InvalidKey(
-            f"the line says {key_type!r} but the key data is of type "
-            f"{_shown(inner_type.decode('ascii', 'replace'))}"
-        )
-    bits = KEY_TYPES[key_type].parse(reader, min_rsa_bits)
-    reader.finish()
-    blob = reader.canonical or blob
+    blob, bits = read_blob(key_type, blob, min_rsa_bits=min_rsa_bits)
     for token in SEPARATOR_RE.split(comment):
         if token in KEY_TYPES or token.lower().endswith("-cert-v01@openssh.com") or token == "ssh-dss":
             raise InvalidKey("the comment holds another key; give each key on a line of its own")
@@ -390,7 +229,7 @@ def _parse_reference_line(line: str, line_no: int, result: ParseResult) -> None:
         match = REFERENCE_RE.fullmatch(token)
         if not match:
             result.errors.append(
-                LineError(line_no, f"{_shown(token)} is not a reference; write GitHub:USER or FAS:USER")
+                LineError(line_no, f"{shown(token)} is not a reference; write GitHub:USER or FAS:USER")
             )
             continue
         provider, username = match.group(1).lower(), match.group(2)
@@ -398,7 +237,7 @@ def _parse_reference_line(line: str, line_no: int, result: ParseResult) -> None:
         if not pattern.fullmatch(username):
             label = PROVIDER_LABELS[provider]
             result.errors.append(
-                LineError(line_no, f"{_shown(username, 40)} is not a valid {label} account name")
+                LineError(line_no, f"{shown(username, 40)} is not a valid {label} account name")
             )
             continue
         reference = Reference(provider, username, line_no)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from coprssh.exceptions import NotFoundError, ServiceError
 from coprssh.services import get_api_token
+from coprssh.users import signed_in_user
 from keys import services
 from keys.forms import SavedKeyForm
 from keys.models import SavedKey
@@ -18,11 +19,12 @@ from keys.models import SavedKey
 @login_required
 @require_POST
 def add_key(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
     form = SavedKeyForm(request.POST)
     if form.is_valid():
         try:
             saved = services.add_saved_key(
-                user=request.user,
+                user=user,
                 title=form.cleaned_data["title"],
                 public_key=form.cleaned_data["public_key"],
             )
@@ -35,8 +37,8 @@ def add_key(request: HttpRequest) -> HttpResponse:
         request,
         "profile.html",
         {
-            "token": get_api_token(user=request.user),
-            "saved_keys": SavedKey.objects.filter(user=request.user),
+            "token": get_api_token(user=user),
+            "saved_keys": SavedKey.objects.filter(user=user),
             "key_form": form,
         },
     )
@@ -48,7 +50,7 @@ def add_key(request: HttpRequest) -> HttpResponse:
 @require_POST
 def delete_key(request: HttpRequest, key_id: int) -> HttpResponse:
     try:
-        saved = services.delete_saved_key(user=request.user, key_id=key_id)
+        saved = services.delete_saved_key(user=signed_in_user(request), key_id=key_id)
     except NotFoundError:
         raise Http404("No such saved key.") from None
     messages.success(request, f"Deleted key “{saved.title}” ({saved.fingerprint}).")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.core.cache import cache
+
+from tests.fakes import KeyServer, TaskQueue, serving_keys
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +27,20 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-password-1")
+
+
+@pytest.fixture
+def key_server(settings: Any) -> Iterator[KeyServer]:
+    """GitHub's and FAS's key endpoints, served from 127.0.0.1 (tests/fakes.py)."""
+    with serving_keys() as server:
+        settings.COPRSSH_GITHUB_KEYS_URL = server.github_url
+        settings.COPRSSH_FAS_KEYS_URL = server.fas_url
+        yield server
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> TaskQueue:
+    """Record tasks instead of queueing them in django-q (services import async_task late)."""
+    queue = TaskQueue(capture=django_capture_on_commit_callbacks)
+    monkeypatch.setattr("django_q.tasks.async_task", queue.record)
+    return queue

@@ -1,4 +1,4 @@
-"""Accounts that belong to no app: the health check and the demo_data command."""
+"""Accounts that belong to no app: the health check, the demo_data command, the signed-in user."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from io import StringIO
 import pytest
 import time_machine
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
+
+from coprssh.users import signed_in_user
 
 PASSWORD_RE = re.compile(r"^(\w+): created, .*, password: (\S+)$", re.MULTILINE)
 
@@ -178,3 +182,20 @@ def test_login_failures_expire_with_the_window(client, user, settings, three_fai
         assert log_in(client, "alice", "alice-password-1", address="192.0.2.9").status_code == 429
     with time_machine.travel("2026-01-01 12:16:00 +0000", tick=False):
         assert log_in(client, "alice", "alice-password-1", address="192.0.2.9").status_code == 302
+
+
+@pytest.mark.django_db
+def test_signed_in_user_is_the_requests_user(rf, user):
+    request = rf.get("/")
+    request.user = user
+
+    assert signed_in_user(request) == user
+
+
+def test_signed_in_user_refuses_an_anonymous_request(rf):
+    # Only a view that forgot its login check could get here: it acts for nobody.
+    request = rf.get("/")
+    request.user = AnonymousUser()
+
+    with pytest.raises(PermissionDenied):
+        signed_in_user(request)

@@ -24,3 +24,19 @@ def test_the_readme_names_the_run_and_test_commands():
     assert (ROOT / "bin" / "run").stat().st_mode & 0o111
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bin/test" in ci
+
+
+def test_ci_make_check_and_pre_commit_run_the_checks_the_readme_names():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    pre_commit = (ROOT / ".pre-commit-config.yaml").read_text()
+    for check in ("ruff check", "ruff format", "mypy", "manage.py check", "makemigrations --check"):
+        assert f"`{check}" in readme, check
+        assert check in ci, check
+        assert check in makefile, check
+        assert check in pre_commit, check
+    # The checks run before the tests, which take minutes.
+    assert ci.index("mypy .") < ci.index("bin/test")
+    assert "wget" in ci
+    assert "`wget`" in readme

@@ -46,7 +46,19 @@ STATE_MARKER = "coprssh-local-machine/1"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # sshd_config splits arguments on whitespace, treats quotes and '#' specially and expands '%' tokens
 # in AuthorizedKeysFile; rather than quoting, refuse roots whose path would need it.
-UNSAFE_PATH_RE = re.compile(r"""[\s"'#%\\]""")
+UNSAFE_PATH_RE = re.compile(r"""[\s\x00-\x1f\x7f"'#%\\]""")
+
+
+def config_path(setting: str, path: Path | str) -> Path:
+    """`path` made absolute; ValueError when sshd_config could not spell it."""
+    absolute = Path(path).absolute()
+    if UNSAFE_PATH_RE.search(str(absolute)):
+        raise ValueError(
+            f"{setting} must not contain whitespace, control characters, quotes, '#', '%' or '\\': "
+            f"{str(absolute)!r}"
+        )
+    return absolute
+
 
 # OpenSSH 9.8 penalises sources whose connections end before authentication. Readiness and is_alive()
 # probes do exactly that from 127.0.0.1, so the penalty must be off where the option exists.
@@ -73,9 +85,7 @@ class LocalProvider(Provider):
         isolate: bool | None = None,
         homes_dir: Path | str = DEFAULT_HOMES_DIR,
     ) -> None:
-        root = Path(root_dir).absolute()
-        if UNSAFE_PATH_RE.search(str(root)):
-            raise ValueError(f"root_dir must not contain whitespace, quotes, '#', '%' or '\\': {root}")
+        root = config_path("root_dir", root_dir)
         if not name_prefix or not NAME_RE.fullmatch(name_prefix):
             raise ValueError(f"unsafe name prefix: {name_prefix!r}")
         # sshd re-executes itself for every connection and refuses to start from a relative path.
@@ -91,10 +101,7 @@ class LocalProvider(Provider):
         self.address = "::1" if ipv6 else "127.0.0.1"
         # Isolation needs root (to make accounts and run sshd that switches to them).
         self.isolate = os.geteuid() == 0 if isolate is None else isolate
-        homes = Path(homes_dir).absolute()
-        if UNSAFE_PATH_RE.search(str(homes)):
-            raise ValueError(f"homes_dir must not contain whitespace, quotes, '#', '%' or '\\': {homes}")
-        self.homes_dir = homes
+        self.homes_dir = config_path("homes_dir", homes_dir)
         self._sshd_version: tuple[int, int] | None = None
 
     # -- Provider interface -------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import signal
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 
 class ProcessError(Exception):
@@ -34,12 +33,25 @@ class Proc:
         return self.state in ("Z", "X", "x")
 
 
-def read_proc(pid: int) -> Proc | None:
+def _pids() -> list[int]:
+    """The pids in /proc now; some may be gone by the time they are read."""
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def _read(pid: int, name: str) -> bytes | None:
+    """/proc/PID/NAME, or None when the process is gone or keeps it from us."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode("ascii", "replace")
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
     except OSError:
         return None
+
+
+def read_proc(pid: int) -> Proc | None:
+    raw = _read(pid, "stat")
+    if raw is None:
+        return None
+    stat = raw.decode("ascii", "replace")
     # The command name (2nd field) may contain spaces and parentheses; it ends at the last ')'.
     fields = stat[stat.rfind(")") + 2 :].split()
     try:
@@ -49,40 +61,21 @@ def read_proc(pid: int) -> Proc | None:
 
 
 def proc_table() -> dict[int, Proc]:
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            proc = read_proc(int(entry))
-            if proc is not None:
-                table[proc.pid] = proc
-    return table
+    procs = (read_proc(pid) for pid in _pids())
+    return {proc.pid: proc for proc in procs if proc is not None}
 
 
 def cmdline_words(pid: int) -> list[str]:
     # sshd rewrites its title ("sshd: /usr/sbin/sshd -f CONFIG ... [listener] ..."), which replaces
     # the NUL-separated argv with one space-separated string; split on both.
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return raw.replace("\0", " ").split()
+    raw = _read(pid, "cmdline") or b""
+    return raw.decode("utf-8", "replace").replace("\0", " ").split()
 
 
 def pids_with_environ(entry: str) -> list[int]:
     """Processes whose environment holds exactly `entry` (NAME=value)."""
     wanted = entry.encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-        except OSError:
-            continue
-        if wanted in environ.split(b"\0"):
-            found.append(int(name))
-    return found
+    return [pid for pid in _pids() if wanted in (_read(pid, "environ") or b"").split(b"\0")]
 
 
 def with_descendants(roots: Iterable[Proc], table: dict[int, Proc]) -> list[Proc]:
@@ -130,17 +123,12 @@ def wait_dead(procs: list[Proc], timeout: float) -> list[Proc]:
 def pids_of_uid(uid: int) -> list[int]:
     """Processes whose real or effective user id is `uid`."""
     found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            status = Path(f"/proc/{name}/status").read_text()
-        except OSError:
-            continue
+    for pid in _pids():
+        status = (_read(pid, "status") or b"").decode("utf-8", "replace")
         for line in status.splitlines():
             if line.startswith("Uid:"):
                 ids = line.split()[1:3]  # real, effective
                 if str(uid) in ids:
-                    found.append(int(name))
+                    found.append(pid)
                 break
     return found

@@ -22,35 +22,28 @@ PRIVSEP_RE = re.compile(r"Missing privilege separation directory: (/[^\s:]+)")
 SSHD_INSTALL_HINT = "install OpenSSH's server: apt-get install openssh-server (Debian, Ubuntu) or dnf install openssh-server (Fedora)"
 
 
+class _File:
+    """A file of the sandbox directory, by its name there (see local.py for what each one holds)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, box: Sandbox, owner: type[Sandbox] | None = None) -> Path:
+        return box.dir / self.name
+
+
 @dataclass(frozen=True)
 class Sandbox:
     """The paths of one machine's sandbox directory."""
 
     dir: Path
 
-    @property
-    def state(self) -> Path:
-        return self.dir / "machine.json"
-
-    @property
-    def host_key(self) -> Path:
-        return self.dir / "ssh_host_ed25519_key"
-
-    @property
-    def authorized_keys(self) -> Path:
-        return self.dir / "authorized_keys"
-
-    @property
-    def config(self) -> Path:
-        return self.dir / "sshd_config"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "sshd.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "sshd.log"
+    state = _File("machine.json")
+    host_key = _File("ssh_host_ed25519_key")
+    authorized_keys = _File("authorized_keys")
+    config = _File("sshd_config")
+    pid_file = _File("sshd.pid")
+    log = _File("sshd.log")
 
 
 def login_user() -> str:

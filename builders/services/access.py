@@ -21,9 +21,8 @@ from django.db import transaction
 from django.utils import timezone
 from fabric import Connection
 
-from builders import ssh
+from builders import copr_builder, ssh
 from builders.admin_key import admin_key
-from builders.copr_builder import SCRIPT as COPR_BUILDER
 from builders.models import AuditEvent, Builder, Lease
 from builders.providers.base import Machine, ProviderError
 from builders.services.common import TICK, LeaseNotActive, Via, audit
@@ -133,7 +132,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
                 json.dumps(lease_file, indent=2).encode(),
                 0o600,
             )
-            _put_atomic(sftp, tool, COPR_BUILDER.read_bytes(), 0o755)
+            _put_atomic(sftp, tool, copr_builder.executable(), 0o755)
             _put_atomic(sftp, posixpath.join(state_dir, "motd"), _motd(lease, info, tool).encode(), 0o644)
             # On PATH as the build page says; the script finds its lease through COPRSSH_STATE_DIR,
             # so one copy serves every local builder of a host.
@@ -208,8 +207,8 @@ def refresh_lease_file(*, lease_id: int) -> bool:
     if lease is None or lease.state != Lease.State.ACTIVE or lease.builder is None:
         return False
     machine = machine_of(lease.builder)
-    path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
     try:
+        path = posixpath.join(provider_for(lease.builder.pool).state_dir(machine), "lease.json")
         with _session(machine) as conn, ssh.deadline(conn, settings.COPRSSH_BUILDER_CALL_DEADLINE) as until:
             sftp = ssh.open_sftp(conn, timeout=settings.COPRSSH_BUILDER_IO_TIMEOUT)
             data = json.loads(ssh.read_capped(sftp, path, cap=LEASE_FILE_CAP, until=until))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -26,6 +27,17 @@ class Via:
 
 TICK = Via(source="tick")
 TASK = Via(source="task")
+
+# The builders app's tasks (builders/tasks.py), by the dotted path django-q2 imports them from.
+ASSIGN_LEASES = "builders.tasks.assign_leases"
+PROVISION_BUILDER = "builders.tasks.provision_builder"
+DELETE_BUILDER = "builders.tasks.delete_builder"
+DELETE_TERMINATING = "builders.tasks.delete_terminating"
+HEALTH_CHECK = "builders.tasks.health_check"
+REFRESH_LEASE_FILE = "builders.tasks.refresh_lease_file"
+START_LEASE = "builders.tasks.start_lease"
+
+ERROR_CHARS = 2000
 
 
 def queue_task(func: str, *args: object) -> None:
@@ -66,3 +78,19 @@ def audit(
         builder=builder if builder is not None else (lease.builder if lease is not None else None),
         detail=detail,
     )
+
+
+def fail_provisioning(builder: Builder, message: str, *, now: datetime) -> bool:
+    """Give up a builder that is still provisioning: FAILED, with `message`, in the audit log too.
+
+    Call inside the transaction of the change; False when the builder had moved on meanwhile.
+    """
+    from builders.models import AuditEvent, Builder
+
+    detail = message[:ERROR_CHARS]
+    if not Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
+        state=Builder.State.FAILED, last_error=detail, retry_at=None, state_changed_at=now, terminated_at=now
+    ):
+        return False
+    audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=detail)
+    return True

@@ -21,7 +21,19 @@ from django.utils import timezone
 from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.services import pools as pool_health
 from builders.services import quota as quotas
-from builders.services.common import TICK, LeaseNotActive, ProlongRefused, Via, audit, queue_task
+from builders.services.common import (
+    ASSIGN_LEASES,
+    DELETE_BUILDER,
+    DELETE_TERMINATING,
+    REFRESH_LEASE_FILE,
+    START_LEASE,
+    TICK,
+    LeaseNotActive,
+    ProlongRefused,
+    Via,
+    audit,
+    queue_task,
+)
 from coprssh.exceptions import NotFoundError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -99,7 +111,7 @@ def request_lease(
             lease_id = lease.pk
             transaction.on_commit(lambda: _assign_or_queue(lease_id))
         elif state == Lease.State.WAITING:
-            queue_task("builders.tasks.assign_leases")
+            queue_task(ASSIGN_LEASES)
     log.info("lease %s requested by %s: %s %s", lease.pk, owner.pk, state, reason)
     return lease
 
@@ -111,7 +123,7 @@ def _assign_or_queue(lease_id: int) -> None:
         assigned = False
     if not assigned:
         with transaction.atomic():
-            queue_task("builders.tasks.assign_leases")
+            queue_task(ASSIGN_LEASES)
 
 
 # --- assign ---------------------------------------------------------------------------
@@ -170,7 +182,7 @@ def _assign_one(lease_id: int) -> bool:
             lease.refresh_from_db()
             audit(AuditEvent.Action.LEASE_ASSIGNED, via=TICK, lease=lease, detail=f"builder #{builder_id}")
             log.info("lease %s assigned builder %s", lease.pk, builder_id)
-            queue_task(lease.on_assigned or "builders.tasks.start_lease", lease.pk)
+            queue_task(lease.on_assigned or START_LEASE, lease.pk)
             return True
         # A waiting lease's reason is about its pools (quota reasons belong to queued leases).
         reason = pool_health.waiting_reason(pools, now=now)
@@ -224,7 +236,7 @@ def keep_after_work(*, lease_id: int, finished_at: datetime | None = None) -> Le
         if wanted > lease.expires_at:
             lease.expires_at = wanted
             lease.save(update_fields=["expires_at"])
-            queue_task("builders.tasks.refresh_lease_file", lease.pk)
+            queue_task(REFRESH_LEASE_FILE, lease.pk)
     return lease
 
 
@@ -233,11 +245,7 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = N
     if isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_PROLONG_HOURS:
         raise ServiceError(f"Hours must be a whole number from 1 to {MAX_PROLONG_HOURS}.", field="hours")
     with transaction.atomic():
-        leases = Lease.objects.select_for_update()
-        if owner is not None:
-            # Users act on their SSH builders only; build leases are the service's business.
-            leases = leases.filter(owner_id=owner.pk, ssh=True)
-        lease = leases.filter(pk=lease_id).first()
+        lease = _locked_lease(lease_id, owner)
         if lease is None:
             raise NotFoundError("No such SSH builder.")
         if lease.state != Lease.State.ACTIVE or lease.expires_at is None or lease.max_expires_at is None:
@@ -259,12 +267,21 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = N
                 detail=f"+{hours} h, expires {wanted:%Y-%m-%d %H:%M:%S %Z}",
             )
             if lease.ssh and via.source != "builder":  # copr-builder updates its own file
-                queue_task("builders.tasks.refresh_lease_file", lease.pk)
+                queue_task(REFRESH_LEASE_FILE, lease.pk)
     if refusal is not None:
         with transaction.atomic():
             audit(AuditEvent.Action.PROLONG_REFUSED, via=via, lease=lease, detail=refusal.message)
         raise refusal
     return lease
+
+
+def _locked_lease(lease_id: int, owner: User | None) -> Lease | None:
+    """The lease, locked until the transaction ends; with `owner`, only one of their SSH leases."""
+    leases = Lease.objects.select_for_update()
+    if owner is not None:
+        # Users act on their SSH builders only; build leases are the service's business.
+        leases = leases.filter(owner_id=owner.pk, ssh=True)
+    return leases.filter(pk=lease_id).first()
 
 
 def _prolong_refusal(lease: Lease, hours: int) -> ProlongRefused:
@@ -288,11 +305,7 @@ def release_lease(
 ) -> Lease:
     """End a lease now; ending one that has ended changes nothing."""
     with transaction.atomic():
-        leases = Lease.objects.select_for_update()
-        if owner is not None:
-            # Users act on their SSH builders only; build leases are the service's business.
-            leases = leases.filter(owner_id=owner.pk, ssh=True)
-        lease = leases.filter(pk=lease_id).first()
+        lease = _locked_lease(lease_id, owner)
         if lease is None:
             raise NotFoundError("No such SSH builder." if owner is not None else "No such lease.")
         if lease.state == Lease.State.ENDED:
@@ -309,7 +322,7 @@ def release_lease(
         audit(action, via=via, lease=lease, detail=reason)
         if held_slot:
             promote_queued_leases(owner_id=lease.owner_id)
-        queue_task("builders.tasks.assign_leases")
+        queue_task(ASSIGN_LEASES)
     log.info("lease %s ended: %s", lease.pk, reason)
     return lease
 
@@ -324,7 +337,7 @@ def _give_back(lease: Lease, now: datetime) -> None:
     builders = Builder.objects.filter(pk=lease.builder_id, state=Builder.State.LEASED)
     if terminate or builders.filter(single_use=True).exists():
         if builders.update(state=Builder.State.TERMINATING, state_changed_at=now):
-            queue_task("builders.tasks.delete_builder", lease.builder_id)
+            queue_task(DELETE_BUILDER, lease.builder_id)
     else:
         builders.update(state=Builder.State.READY, reuse_count=F("reuse_count") + 1, state_changed_at=now)
 
@@ -351,7 +364,7 @@ def promote_queued_leases(*, owner_id: int) -> list[int]:
             Lease.objects.filter(pk__in=promoted, state=Lease.State.QUEUED).update(
                 state=Lease.State.WAITING, queue_reason=""
             )
-            queue_task("builders.tasks.assign_leases")
+            queue_task(ASSIGN_LEASES)
         still = queued[free:]
         if still:
             holders = quotas.slot_holders(owner)
@@ -414,7 +427,7 @@ def expire_leases(*, now: datetime | None = None) -> int:
         # A fixed order, so two passes running at once cannot lock owners crosswise.
         for owner_id in sorted(owners_with_queue):
             promote_queued_leases(owner_id=owner_id)
-        queue_task("builders.tasks.delete_terminating")
+        queue_task(DELETE_TERMINATING)
     log.info("expired %d leases", ended)
     return ended
 
@@ -482,6 +495,6 @@ def recover_stuck_leases(*, now: datetime | None = None) -> dict[str, list[int]]
     retried = []
     for lease_id, task in stuck.exclude(pk__in=given_up).values_list("pk", "on_assigned"):
         with transaction.atomic():
-            queue_task(task or "builders.tasks.start_lease", lease_id)
+            queue_task(task or START_LEASE, lease_id)
         retried.append(lease_id)
     return {"retried": retried, "given_up": given_up}

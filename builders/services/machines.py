@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -21,9 +22,22 @@ from django.utils import timezone
 from builders import ssh
 from builders.admin_key import admin_key
 from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.providers import options as provider_options
 from builders.providers.base import Machine, Provider, ProviderError, generate_host_key
 from builders.services import pools as pool_health
-from builders.services.common import TASK, TICK, Via, audit, queue_task
+from builders.services.common import (
+    ASSIGN_LEASES,
+    DELETE_BUILDER,
+    ERROR_CHARS,
+    HEALTH_CHECK,
+    PROVISION_BUILDER,
+    TASK,
+    TICK,
+    Via,
+    audit,
+    fail_provisioning,
+    queue_task,
+)
 from coprssh.exceptions import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -34,8 +48,24 @@ CREATED_KEY = "coprssh-created"
 
 
 def provider_for(pool: Pool) -> Provider:
-    """The provider of a pool, configured from its provider settings."""
+    """The provider of a pool, configured from its provider settings.
+
+    Settings no provider can be made from (the admin refuses them, a row may hold them anyway)
+    raise a permanent ProviderError: retrying cannot help, and the pool pauses on it.
+    """
     options = dict(pool.provider_settings or {})
+    found = provider_options.problems(pool.provider, options)
+    try:
+        if found:
+            raise ValueError("; ".join(found))
+        return _make_provider(pool, options)
+    except ValueError as exc:
+        raise ProviderError(
+            f"pool {pool.name}: provider settings not usable: {exc}", permanent=True
+        ) from None
+
+
+def _make_provider(pool: Pool, options: dict[str, Any]) -> Provider:
     if pool.provider == Pool.Provider.LOCAL:
         from builders.providers.local import LocalProvider
 
@@ -117,7 +147,7 @@ def _fill(pool: Pool, waiting: Sequence[tuple[str, int | None, bool, str]]) -> l
             if Builder.objects.filter(pk=builder_id, state=Builder.State.READY).update(
                 state=Builder.State.TERMINATING, state_changed_at=timezone.now()
             ):
-                queue_task("builders.tasks.delete_builder", builder_id)
+                queue_task(DELETE_BUILDER, builder_id)
     new = max(min(wanted, room), 0)
     if pool.consecutive_failures:
         # A failing pool probes with one machine at a time until one comes up.
@@ -128,7 +158,7 @@ def _fill(pool: Pool, waiting: Sequence[tuple[str, int | None, bool, str]]) -> l
         builder.name = f"{pool.name}-{builder.pk}"
         builder.save(update_fields=["name"])
         ids.append(builder.pk)
-        queue_task("builders.tasks.provision_builder", builder.pk)
+        queue_task(PROVISION_BUILDER, builder.pk)
     if ids:
         log.info("pool %s: starting builders %s", pool.name, ids)
     return ids
@@ -153,9 +183,9 @@ def provision_builder(*, builder_id: int) -> Builder | None:
     if not claimed:
         return builder
     builder.attempts += 1
-    provider = provider_for(builder.pool)
     started = time.monotonic()
     try:
+        provider = provider_for(builder.pool)
         if builder.attempts > 1:
             _delete_machines_of(provider, builder)
         host_key = generate_host_key()
@@ -198,7 +228,7 @@ def provision_builder(*, builder_id: int) -> Builder | None:
                 builder=builder,
                 detail=f"{machine.name} at {builder.host}:{builder.port} in {time.monotonic() - started:.1f} s",
             )
-            queue_task("builders.tasks.assign_leases")
+            queue_task(ASSIGN_LEASES)
     if ready:
         pool_health.record_success(pool_id=builder.pool_id)
     else:
@@ -213,14 +243,7 @@ def _hold_for_pool(builder: Builder) -> Builder | None:
     if pool.paused_at is not None:
         message = f"not started: pool {pool.name} is paused ({pool_health.health_of(pool).text})"
         with transaction.atomic():
-            if Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-                state=Builder.State.FAILED,
-                last_error=message[:2000],
-                retry_at=None,
-                state_changed_at=now,
-                terminated_at=now,
-            ):
-                audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+            fail_provisioning(builder, message, now=now)
     else:
         Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
             retry_at=pool.backoff_until, state_changed_at=now
@@ -239,7 +262,7 @@ def retry_due_provisions(*, now: datetime | None = None) -> list[int]:
             if Builder.objects.filter(pk=builder_id, retry_at__lte=now).update(
                 retry_at=None, state_changed_at=now
             ):
-                queue_task("builders.tasks.provision_builder", builder_id)
+                queue_task(PROVISION_BUILDER, builder_id)
                 queued.append(builder_id)
     return queued
 
@@ -283,18 +306,11 @@ def _provision_failed(
         if retry:
             # Not at once: the retry waits for the pool's backoff, and the tick queues it then.
             Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-                last_error=message[:2000], state_changed_at=now, retry_at=pool.backoff_until or now
+                last_error=message[:ERROR_CHARS], state_changed_at=now, retry_at=pool.backoff_until or now
             )
-        elif Builder.objects.filter(pk=builder.pk, state=Builder.State.PROVISIONING).update(
-            state=Builder.State.FAILED,
-            last_error=message[:2000],
-            state_changed_at=now,
-            terminated_at=now,
-            retry_at=None,
-        ):
-            audit(AuditEvent.Action.BUILDER_FAILED, via=TASK, builder=builder, detail=message[:2000])
+        elif fail_provisioning(builder, message, now=now):
             if not count_for_pool:  # record_failure has queued it already
-                queue_task("builders.tasks.assign_leases")
+                queue_task(ASSIGN_LEASES)
     log.warning(
         "builder %s attempt %s failed%s: %s",
         builder.pk,
@@ -343,7 +359,7 @@ def check_idle_builders(*, now: datetime | None = None, limit: int = 10) -> list
         with transaction.atomic():
             # Compare-and-swap on checked_at: two ticks at once check a builder once.
             if Builder.objects.ready().filter(unchecked, pk=builder_id).update(checked_at=now):
-                queue_task("builders.tasks.health_check", builder_id)
+                queue_task(HEALTH_CHECK, builder_id)
                 queued.append(builder_id)
     return queued
 
@@ -360,11 +376,11 @@ def health_check(*, builder_id: int) -> bool:
         with transaction.atomic():
             if Builder.objects.filter(pk=builder.pk, state=Builder.State.READY).update(
                 state=Builder.State.TERMINATING,
-                last_error=f"health check: {exc.message}"[:2000],
+                last_error=f"health check: {exc.message}"[:ERROR_CHARS],
                 state_changed_at=timezone.now(),
             ):
                 audit(AuditEvent.Action.BUILDER_FAILED, via=TICK, builder=builder, detail=exc.message)
-                queue_task("builders.tasks.delete_builder", builder.pk)
+                queue_task(DELETE_BUILDER, builder.pk)
         return False
     return True
 
@@ -392,7 +408,7 @@ def terminate_builder(*, builder_id: int, via: Via) -> Builder:
             from builders.services.leases import promote_queued_leases
 
             promote_queued_leases(owner_id=lease.owner_id)
-        queue_task("builders.tasks.delete_builder", builder.pk)
+        queue_task(DELETE_BUILDER, builder.pk)
     return builder
 
 
@@ -401,15 +417,15 @@ def delete_builder(*, builder_id: int) -> Builder | None:
     builder = Builder.objects.select_related("pool").filter(pk=builder_id).first()
     if builder is None or builder.state != Builder.State.TERMINATING:
         return builder
-    provider = provider_for(builder.pool)
     try:
+        provider = provider_for(builder.pool)
         if builder.provider_id:
             provider.delete(builder.provider_id)
         else:
             _delete_machines_of(provider, builder)
     except ProviderError as exc:
         Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
-            last_error=f"delete: {exc.message}"[:2000]
+            last_error=f"delete: {exc.message}"[:ERROR_CHARS]
         )
         log.warning("deleting builder %s failed, the tick retries: %s", builder.pk, exc.message)
         return builder
@@ -417,7 +433,7 @@ def delete_builder(*, builder_id: int) -> Builder | None:
     Builder.objects.filter(pk=builder.pk, state=Builder.State.TERMINATING).update(
         state=Builder.State.TERMINATED, terminated_at=now, state_changed_at=now
     )
-    queue_task("builders.tasks.assign_leases")
+    queue_task(ASSIGN_LEASES)
     return Builder.objects.filter(pk=builder.pk).first()
 
 

@@ -18,12 +18,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from builders.models import AuditEvent, Builder, Pool
-from builders.services.common import TASK, Via, audit, queue_task
+from builders.services.common import (
+    ASSIGN_LEASES,
+    ERROR_CHARS,
+    TASK,
+    Via,
+    audit,
+    fail_provisioning,
+    queue_task,
+)
 from coprssh.exceptions import NotFoundError
 
 log = logging.getLogger(__name__)
 
-ERROR_CHARS = 2000
 REASON_ERROR_CHARS = 300
 
 
@@ -115,7 +122,7 @@ def record_failure(*, pool_id: int, message: str, permanent: bool, now: datetime
             )
         pool.save(update_fields=fields)
         # Waiting leases learn why they wait.
-        queue_task("builders.tasks.assign_leases")
+        queue_task(ASSIGN_LEASES)
     log.warning(
         "pool %s: %s failure %d, %s",
         pool.name,
@@ -162,26 +169,14 @@ def resume_pool(*, pool_id: int, via: Via) -> Pool:
             retry_at=timezone.now()
         )
         audit(AuditEvent.Action.POOL_RESUMED, via=via, detail=f"{pool.name}: was {was.text}"[:ERROR_CHARS])
-        queue_task("builders.tasks.assign_leases")
+        queue_task(ASSIGN_LEASES)
     return pool
 
 
 def _fail_waiting_attempts(pool: Pool, now: datetime) -> None:
     waiting = Builder.objects.filter(pool=pool, state=Builder.State.PROVISIONING, retry_at__isnull=False)
     for builder_id in list(waiting.values_list("pk", flat=True)):
-        if Builder.objects.filter(pk=builder_id, state=Builder.State.PROVISIONING).update(
-            state=Builder.State.FAILED,
-            last_error="not retried: the pool is paused",
-            retry_at=None,
-            state_changed_at=now,
-            terminated_at=now,
-        ):
-            audit(
-                AuditEvent.Action.BUILDER_FAILED,
-                via=TASK,
-                builder=Builder(pk=builder_id),
-                detail="not retried: the pool is paused",
-            )
+        fail_provisioning(Builder(pk=builder_id), "not retried: the pool is paused", now=now)
 
 
 def _time(moment: datetime) -> str:

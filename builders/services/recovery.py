@@ -16,7 +16,7 @@ from django.utils import timezone
 from builders.models import AuditEvent, Builder, Lease, Pool
 from builders.providers.base import Machine, ProviderError
 from builders.services import machines
-from builders.services.common import TICK, audit, queue_task
+from builders.services.common import DELETE_BUILDER, PROVISION_BUILDER, TICK, audit, queue_task
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def recover_stuck(*, now: datetime | None = None) -> dict[str, list[int]]:
                 state_changed_at=now
             )
             with transaction.atomic():
-                queue_task("builders.tasks.provision_builder", builder_id)
+                queue_task(PROVISION_BUILDER, builder_id)
     stuck_terminating = list(
         Builder.objects.filter(
             state=Builder.State.TERMINATING, state_changed_at__lt=now - TERMINATE_STUCK_AFTER
@@ -57,7 +57,7 @@ def recover_stuck(*, now: datetime | None = None) -> dict[str, list[int]]:
     for builder_id in stuck_terminating:
         Builder.objects.filter(pk=builder_id, state=Builder.State.TERMINATING).update(state_changed_at=now)
         with transaction.atomic():
-            queue_task("builders.tasks.delete_builder", builder_id)
+            queue_task(DELETE_BUILDER, builder_id)
     return {"provisioning": stuck_provisioning, "terminating": stuck_terminating}
 
 
@@ -91,7 +91,7 @@ def recover_abandoned_builders(*, now: datetime | None = None) -> list[int]:
                     builder=Builder(pk=builder_id),
                     detail="leased, but its lease has ended or is gone: terminated",
                 )
-                queue_task("builders.tasks.delete_builder", builder_id)
+                queue_task(DELETE_BUILDER, builder_id)
                 recovered.append(builder_id)
     if recovered:
         log.warning("terminated builders %s: their leases had ended or were gone", recovered)

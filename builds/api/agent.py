@@ -47,7 +47,7 @@ class PhaseTokenAuthentication(authentication.BaseAuthentication):
         return self.keyword
 
 
-class PhaseTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class PhaseTokenScheme(OpenApiAuthenticationExtension):
     target_class = "builds.api.agent.PhaseTokenAuthentication"
     name = "phaseToken"
 

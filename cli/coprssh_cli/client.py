@@ -10,8 +10,8 @@ from __future__ import annotations
 import errno
 import socket
 import ssl
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -27,6 +27,8 @@ TIMEOUT = (10, 60)
 UPLOAD_TIMEOUT = (10, 600)
 # The largest page the server gives (LimitOffsetPagination's max_limit).
 MAX_PAGE = 200
+
+T = TypeVar("T")
 
 
 class ClientError(Exception):
@@ -230,3 +232,25 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+class Patience:
+    """A polling loop's tolerance of outages: the server may be unreachable `limit` times in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.failures = 0
+
+    def attempt(self, step: Callable[[], T], say: Callable[[str], None]) -> T | None:
+        """`step()`, or None after an outage to wait out (told through `say`); other errors are raised."""
+        try:
+            result = step()
+        except ClientError as exc:
+            self.failures += 1
+            # A refusal (the object is gone, the token revoked) will not heal by waiting.
+            if exc.exit_code != EXIT_UNREACHABLE or self.failures >= self.limit:
+                raise
+            say(f"{exc}; trying again")
+            return None
+        self.failures = 0
+        return result

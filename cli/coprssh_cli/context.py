@@ -77,6 +77,13 @@ def error(text: str) -> None:
     print(f"coprssh: error: {printable(text)}", file=sys.stderr, flush=True)
 
 
+def interrupted(text: str) -> int:
+    """After Ctrl-C: end the line the terminal echoed ^C on, say `text`, and exit 130."""
+    print(file=sys.stderr)
+    note(text)
+    return EXIT_INTERRUPTED
+
+
 # --- argument types ----------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from coprssh_cli import __version__, config
 from coprssh_cli.client import EXIT_REFUSED, ApiError, ClientError
 from coprssh_cli.commands import account, builders, builds, projects
-from coprssh_cli.context import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, AddCommand, Context, error
+from coprssh_cli.context import EXIT_BROKEN_PIPE, AddCommand, Context, error, interrupted
 
 # The command groups in the order `coprssh --help` lists them.
 GROUPS = (account, projects, builds, builders)
@@ -100,8 +100,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("\ncoprssh: interrupted", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        return interrupted("interrupted")
     except BrokenPipeError:
         # The reader went away (`coprssh list-builds … | head`): say nothing more.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -78,7 +78,8 @@ def source_text(build: dict[str, Any]) -> str:
     if package:
         version = build.get("package_version") or ""
         return f"{package}-{version}" if version else package
-    source = build.get("source") if isinstance(build.get("source"), dict) else build
+    nested = build.get("source")
+    source: dict[str, Any] = nested if isinstance(nested, dict) else build
     kind = source.get("source_type") or source.get("type") or ""
     if kind == "scm":
         committish = source.get("committish") or ""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from coprssh_cli.client import EXIT_UNREACHABLE, Client, ClientError
+from coprssh_cli.client import Client, ClientError, Patience
 from coprssh_cli.output import phases, printable, when
 
 # The keys `resubmit --ssh` offers when no key is named, in the order ssh-keygen suggests them.
@@ -269,18 +269,12 @@ def wait_until_ready(
 ) -> dict[str, Any]:
     """Poll SSH builder `ident` until it is ready; SshError (exit 1) when it ended or time ran out."""
     deadline = time.monotonic() + timeout
-    failures = 0
+    patience = Patience(MAX_FAILED_POLLS)
     builder: dict[str, Any] = {}
     while True:
-        try:
-            builder = client.get(f"ssh-builders/{ident}/")
-            failures = 0
-        except ClientError as exc:
-            failures += 1
-            if exc.exit_code != EXIT_UNREACHABLE or failures >= MAX_FAILED_POLLS:
-                raise
-            progress.line(f"{exc}; trying again")
-        else:
+        answer = patience.attempt(lambda: client.get(f"ssh-builders/{ident}/"), progress.line)
+        if answer is not None:
+            builder = answer
             progress.update(builder)
             state = builder.get("state")
             if state == "ready" and (builder.get("host") or builder.get("ipv4") or builder.get("ipv6")):

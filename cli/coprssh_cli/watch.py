@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from coprssh_cli.client import EXIT_UNREACHABLE, Client, ClientError
+from coprssh_cli.client import Client, Patience
 from coprssh_cli.output import FINAL_STATES, PHASE_FINAL_STATES, log_line, phases, printable
 
 LOGS = {"builder_live": "builder-live.log", "backend": "backend.log"}
@@ -44,24 +44,19 @@ class Watcher:
 
     def run(self, interval: float) -> dict[str, Any]:
         """Follow the build until it is finished; return its last JSON."""
-        failures = 0
+        patience = Patience(MAX_FAILED_ROUNDS)
         while True:
-            try:
-                build = self.client.get(f"builds/{self.build_id}/")
-                finished = build.get("state") in FINAL_STATES
-                self.round(build)
-                failures = 0
-            except ClientError as exc:
-                # A refusal (the build is gone, the token revoked) will not heal by waiting.
-                failures += 1
-                if exc.exit_code != EXIT_UNREACHABLE or failures >= MAX_FAILED_ROUNDS:
-                    raise
-                self.note(f"{exc}; trying again")
-                finished = False
-            if finished:
+            build = patience.attempt(self.fetch_round, self.note)
+            if build is not None and build.get("state") in FINAL_STATES:
                 self.flush_partials()
                 return build
             time.sleep(interval)
+
+    def fetch_round(self) -> dict[str, Any]:
+        """Ask for the build, then show what is new in it and in its logs."""
+        build: dict[str, Any] = self.client.get(f"builds/{self.build_id}/")
+        self.round(build)
+        return build
 
     def round(self, build: dict[str, Any]) -> None:
         state = str(build.get("state", ""))

@@ -1,4 +1,4 @@
-"""Fixtures for the builders tests: settings under tmp_path, the fake provider, the task recorder,
+"""Fixtures for the builders tests: settings under tmp_path, the fake provider,
 SSH keys and the local provider."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from builders.providers import HostKeyPair, generate_host_key
 from builders.providers.local import LocalProvider
-from tests.builders.fakes import FakeProvider, TaskQueue, install
+from tests.builders.fakes import FakeProvider, install
 
 
 @pytest.fixture(autouse=True)
@@ -25,14 +25,6 @@ def builder_settings(settings: Any, tmp_path: Path) -> None:
     settings.COPRSSH_ADMIN_KEY_FILE = tmp_path / "ssh" / "admin_ed25519"
     # The users these tests make need no strong hash; PBKDF2 costs a third of a second each.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any) -> TaskQueue:
-    """Record tasks instead of queueing them in django-q (`queue_task` imports async_task late)."""
-    queue = TaskQueue(capture=django_capture_on_commit_callbacks)
-    monkeypatch.setattr("django_q.tasks.async_task", queue.record)
-    return queue
 
 
 @pytest.fixture

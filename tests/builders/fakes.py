@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
-from django.utils.module_loading import import_string
 
 from builders.providers.base import HostKeyPair, Machine, Provider, ProviderError, generate_host_key
 
@@ -143,45 +140,3 @@ def install(monkeypatch: pytest.MonkeyPatch, provider: FakeProvider) -> FakeProv
     monkeypatch.setattr(machines, "wait_for_ssh", provider.wait_for_ssh)
     monkeypatch.setattr(machines, "check_ssh", provider.check_ssh)
     return provider
-
-
-@dataclass
-class TaskQueue:
-    """What services queued with `transaction.on_commit(async_task(...))`, in order.
-
-    `call` runs a service and its on-commit callbacks (which record tasks here instead of
-    reaching django-q); `run` plays a worker, executing the recorded tasks by their dotted names.
-    """
-
-    capture: Callable[..., AbstractContextManager[Any]]
-    tasks: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    def record(self, func: str, *args: Any, **kwargs: Any) -> str:
-        self.tasks.append((func, args))
-        return f"task-{len(self.tasks)}"
-
-    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        with self.capture(execute=True):
-            return func(*args, **kwargs)
-
-    def take(self) -> list[tuple[str, tuple[Any, ...]]]:
-        """The tasks queued since the last take, and forget them."""
-        taken, self.tasks = self.tasks, []
-        return taken
-
-    def names(self) -> list[str]:
-        return [func for func, _ in self.tasks]
-
-    def run(self, *, only: str | None = None, limit: int = 50) -> list[tuple[str, tuple[Any, ...]]]:
-        """Run queued tasks (and those they queue) oldest first until none is left; return them."""
-        done = []
-        while self.tasks:
-            index = next((i for i, (func, _) in enumerate(self.tasks) if only in (None, func)), None)
-            if index is None:
-                break
-            func, args = self.tasks.pop(index)
-            self.call(import_string(func), *args)
-            done.append((func, args))
-            if len(done) >= limit:
-                raise AssertionError(f"tasks keep queueing tasks: {done[-10:]}")
-        return done

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from builders.models import AuditEvent, Builder, Lease, Pool, QuotaOverride, QuotaPolicy
 from builders.services import pool_health
+from builders.services.machines import provider_for
 from tests.builders.factories import make_builder, make_pool, make_ssh_lease
 
 pytestmark = pytest.mark.django_db
@@ -325,3 +326,102 @@ def test_builder_and_lease_pages_have_no_save_button(ops, active, model):
 
     assert 'name="_save"' not in page
     assert 'name="_continue"' not in page
+
+
+def _pool_form(name: str, provider: str, settings: str) -> dict[str, str]:
+    return {
+        "name": name,
+        "provider": provider,
+        "architectures": '["x86_64"]',
+        "max_builders": "2",
+        "warm_builders": "0",
+        "provider_settings": settings,
+        "enabled": "on",
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ('{"sshd_path": "sshd"}', "sshd_path must be an absolute path"),
+        ('{"sshd_path": 7}', "sshd_path must be an absolute path"),
+        ('{"root_dir": "builders"}', "root_dir must be an absolute path"),
+        ('{"root_dir": "/srv/my builders"}', "root_dir must not contain whitespace"),
+        ('{"root_dir": "/srv/b\\"x"}', "root_dir must not contain whitespace"),
+        ('{"homes_dir": "/home/%u"}', "homes_dir must not contain whitespace"),
+        ('{"homes_dir": "/home/a\\u0001b"}', "homes_dir must not contain whitespace"),
+        ('{"homes_dir": "/' + "h" * 2000 + '"}', "homes_dir may have at most 1024 characters"),
+        ('{"ipv6": "no"}', "ipv6 must be true or false"),
+        ('{"isolate": 0}', "isolate must be true or false"),
+        ('{"boot_timeout": "soon"}', "boot_timeout must be a number of seconds from 1 to 86400"),
+        ('{"boot_timeout": true}', "boot_timeout must be a number of seconds from 1 to 86400"),
+        ('{"boot_timeout": -5}', "boot_timeout must be a number of seconds from 1 to 86400"),
+        ('{"boot_timeout": 1e308}', "boot_timeout must be a number of seconds from 1 to 86400"),
+        ('{"sshd-path": "/usr/sbin/sshd"}', "not a setting of local pools: &#x27;sshd-path&#x27;"),
+    ],
+)
+def test_pool_admin_refuses_local_settings_no_builder_could_start_with(ops, given, message):
+    response = ops.post("/admin/builders/pool/add/", _pool_form("bad", "local", given))
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Pool.objects.filter(name="bad").exists()
+
+
+def test_pool_admin_names_every_problem_of_the_settings_at_once(ops):
+    given = '{"root_dir": "rel", "ipv6": "yes", ' + ", ".join(f'"k{i}": 1' for i in range(50)) + "}"
+
+    page = ops.post("/admin/builders/pool/add/", _pool_form("bad", "local", given)).content.decode()
+
+    assert "root_dir must be an absolute path" in page
+    assert "ipv6 must be true or false" in page
+    # Fifty unknown keys are named by the first few, not quoted in full.
+    assert "&#x27;k0&#x27;, &#x27;k1&#x27;" in page
+    assert "&#x27;k49&#x27;" not in page
+    assert not Pool.objects.filter(name="bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("{}", "auth must be an object"),
+        ('{"auth": "secret"}', "auth must be an object"),
+        ('{"auth": {"image": "f"}, "image": "f", "flavor": "m"}', "auth needs auth_url"),
+        (
+            '{"auth": {"auth_url": "https://k.example/v3"}}',
+            "missing 2 required keyword-only arguments: &#x27;image&#x27; and &#x27;flavor&#x27;",
+        ),
+        (
+            '{"auth": {"auth_url": "https://k.example/v3"}, "image": "", "flavor": "m"}',
+            "image and flavor are required",
+        ),
+        (
+            '{"auth": {"auth_url": "https://k.example/v3"}, "image": "f", "flavor": "m", "colour": "red"}',
+            "unexpected keyword argument &#x27;colour&#x27;",
+        ),
+        (
+            '{"auth": {"auth_url": "https://k.example/v3"}, "image": "f", "flavor": "m", "port": "22"}',
+            "the OpenStack provider refuses these settings",
+        ),
+    ],
+)
+def test_pool_admin_refuses_openstack_settings_the_provider_refuses(ops, given, message):
+    response = ops.post("/admin/builders/pool/add/", _pool_form("bad", "openstack", given))
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Pool.objects.filter(name="bad").exists()
+
+
+def test_pool_admin_saves_settings_a_provider_can_be_made_from(ops, tmp_path):
+    given = (
+        f'{{"root_dir": "{tmp_path}/pool", "sshd_path": "/usr/sbin/sshd", "ipv6": false, '
+        '"isolate": null, "boot_timeout": 30}'
+    )
+
+    response = ops.post("/admin/builders/pool/add/", _pool_form("good", "local", given))
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    pool = Pool.objects.get(name="good")
+    assert pool.provider_settings["boot_timeout"] == 30
+    assert provider_for(pool).root_dir == tmp_path / "pool"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ast
+import atexit
+import functools
+import io
 import json
 import os
 import pty
 import re
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from builders.copr_builder import SCRIPT
+from builders import copr_builder
 
 TOKEN = "lt_9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 
@@ -189,6 +196,23 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
+@functools.cache
+def tool() -> Path:
+    """copr-builder as deploy uploads it: one executable file (removed when the tests end)."""
+    directory = Path(tempfile.mkdtemp(prefix="copr-builder-"))
+    atexit.register(shutil.rmtree, directory, True)
+    path = directory / "copr-builder"
+    path.write_bytes(copr_builder.executable())
+    path.chmod(0o755)
+    return path
+
+
+def archived_sources() -> dict[str, str]:
+    """The Python files inside the executable, by their name in the archive."""
+    with zipfile.ZipFile(io.BytesIO(copr_builder.executable())) as archive:
+        return {name: archive.read(name).decode() for name in archive.namelist() if name.endswith(".py")}
+
+
 def run(
     state_dir: Path | None, *args: str, tz: str = "UTC", stdin: Any = subprocess.DEVNULL
 ) -> subprocess.CompletedProcess[str]:
@@ -198,7 +222,7 @@ def run(
     if state_dir is not None:
         env["COPRSSH_STATE_DIR"] = str(state_dir)
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(tool()), *args],
         env=env,
         stdin=stdin,
         capture_output=True,
@@ -215,9 +239,35 @@ def saved(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def test_script_is_executable_python3() -> None:
-    assert SCRIPT.read_text().startswith("#!/usr/bin/env python3\n")
-    assert os.access(SCRIPT, os.X_OK)
+def test_the_tool_is_one_file_that_python3_runs_by_itself() -> None:
+    assert copr_builder.executable().startswith(b"#!/usr/bin/env python3\n")
+    # Run as the builder runs it: by its name, through the shebang, no interpreter given.
+    result = subprocess.run([str(tool()), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: copr-builder")
+
+
+def test_the_archive_holds_every_module_of_the_tool_and_nothing_else() -> None:
+    sources = Path(copr_builder.__file__).parent / "tool"
+    expected = {f"tool/{path.name}" for path in sources.glob("*.py")}
+    assert len(expected) > 3  # the glob still finds the modules
+    assert set(archived_sources()) == {"__main__.py", *expected}
+
+
+def test_the_tool_imports_only_the_standard_library_and_itself() -> None:
+    # It runs on the builder, where nothing of the service is installed.
+    outside = set()
+    for name, text in archived_sources().items():
+        for node in ast.walk(ast.parse(text, filename=name)):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+            else:
+                continue
+            top = {module.split(".")[0] for module in modules}
+            outside |= {f"{name}: {module}" for module in top - sys.stdlib_module_names - {"tool"}}
+    assert outside == set()
 
 
 def test_help_says_what_the_machine_is_the_rules_and_the_expiry(lease_file: Path, api: FakeLeaseAPI) -> None:
@@ -532,6 +582,6 @@ def test_every_lease_field_copr_builder_shows_is_one_that_lease_info_carries():
 
     from builders.services import LeaseInfo
 
-    shown = set(re.findall(r"""field\(["']([a-z_]+)["']\)""", SCRIPT.read_text()))
+    shown = set(re.findall(r"""field\(["']([a-z_]+)["']\)""", "".join(archived_sources().values())))
     written_by_deploy = {"lease_id", "owner"}
     assert shown - written_by_deploy == {f.name for f in fields_of(LeaseInfo)}

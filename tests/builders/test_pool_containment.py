@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from builders import services, tasks
 from builders.models import AuditEvent, Builder, Lease, Pool
+from builders.providers import ProviderError
 from builders.services import Via, pools
-from tests.builders.factories import make_pool
+from builders.services.machines import provider_for
+from tests.builders.factories import make_builder, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -240,3 +242,59 @@ def test_a_local_pool_without_sshd_pauses_after_one_create_and_says_what_to_inst
     pool.refresh_from_db()
     assert pool.paused_at is not None
     assert "apt-get install openssh-server" in pool.last_error
+
+
+@pytest.mark.parametrize(
+    ("provider_settings", "message"),
+    [
+        ({"sshd_path": "sshd"}, "sshd_path must be an absolute path"),
+        ({"root_dir": "/srv/my builders"}, "root_dir must not contain whitespace"),
+        ({"homes_dir": "/home/%u"}, "homes_dir must not contain whitespace"),
+        ({"ipv6": "no"}, "ipv6 must be true or false"),
+        ({"boot_timeout": "soon"}, "boot_timeout must be a number of seconds"),
+    ],
+)
+def test_a_pool_whose_settings_no_provider_can_be_made_from_pauses_instead_of_crashing(
+    queued, user, clock, provider_settings, message
+):
+    # Written past the admin (by hand, or before a rule existed): provisioning meets it.
+    pool = make_pool(name="local", max_builders=4, warm_builders=1, provider_settings=provider_settings)
+    _demand(queued, user, 2)
+    _work(queued)
+    for _ in range(10):
+        clock.shift(timedelta(minutes=1))
+        _tick(queued)
+
+    pool.refresh_from_db()
+    assert pool.paused_at is not None
+    assert "provider settings not usable" in pool.last_error
+    assert message in pool.last_error
+    builders = Builder.objects.filter(pool=pool)
+    assert sum(builders.values_list("attempts", flat=True)) == 1
+    # The one attempt failed; those started with it were given up without one.
+    assert set(builders.values_list("state", flat=True)) == {Builder.State.FAILED}
+    assert builders.count() <= pool.max_builders
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.POOL_PAUSED).count() == 1
+
+
+def test_provider_for_says_a_bad_setting_is_permanent(db):
+    pool = make_pool(provider_settings={"sshd_path": "sshd"})
+
+    with pytest.raises(ProviderError) as raised:
+        provider_for(pool)
+
+    assert raised.value.permanent
+    assert f"pool {pool.name}: provider settings not usable: sshd_path must be an absolute path" in str(
+        raised.value
+    )
+
+
+def test_a_builder_of_a_pool_with_bad_settings_stays_terminating_for_the_tick(db):
+    pool = make_pool(provider_settings={"root_dir": "relative"})
+    builder = make_builder(pool, state=Builder.State.TERMINATING, provider_id="coprssh-x")
+
+    services.delete_builder(builder_id=builder.pk)
+
+    builder.refresh_from_db()
+    assert builder.state == Builder.State.TERMINATING
+    assert "root_dir must be an absolute path" in builder.last_error

@@ -7,12 +7,10 @@ and start it with the builders services, as the tick and the phase task would.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -102,41 +100,6 @@ def keys(tmp_path_factory) -> dict[str, Key]:
 
 
 # --- a real HTTP server standing in for GitHub -----------------------------------------------
-
-
-@dataclass
-class KeyServer:
-    """Serves `routes` (path → body) on 127.0.0.1 and records each path asked for."""
-
-    routes: dict[str, bytes] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-
-
-@pytest.fixture
-def github(settings) -> Iterator[KeyServer]:
-    server = KeyServer()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-            server.requests.append(self.path)
-            body = server.routes.get(self.path)
-            self.send_response(404 if body is None else 200)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    settings.COPRSSH_GITHUB_KEYS_URL = f"http://127.0.0.1:{httpd.server_address[1]}/{{user}}.keys"
-    yield server
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
 
 
 # --- fixtures --------------------------------------------------------------------------------
@@ -400,14 +363,14 @@ def test_keys_text_over_128_kib_is_refused(api, project, user, keys, storage_dir
     assert snapshot(storage_dir) == before
 
 
-def test_a_github_reference_deploys_the_keys_github_serves(api, project, user, keys, github):
-    github.routes["/alice.keys"] = f"{keys['gh1'].public}\n{keys['gh2'].public}\n".encode()
+def test_a_github_reference_deploys_the_keys_github_serves(api, project, user, keys, key_server):
+    key_server.github("alice", keys["gh1"], keys["gh2"])
     old = failed_build(project, user)
 
     response = ssh_resubmit(api, old, ssh_public_keys=f"GitHub:alice\n{keys['laptop'].public}")
 
     assert response.status_code == 201, response.content
-    assert github.requests == ["/alice.keys"]
+    assert key_server.requests == ["/gh/alice.keys"]
     new = Build.objects.get(pk=response.json()["id"])
     # Canonical lines; a fetched key's comment says where it came from.
     assert new.ssh_keys.splitlines() == [
@@ -424,7 +387,7 @@ def test_a_github_reference_deploys_the_keys_github_serves(api, project, user, k
 
 
 def test_an_unknown_github_account_is_refused_naming_the_reference(
-    api, project, user, keys, github, storage_dir
+    api, project, user, keys, key_server, storage_dir
 ):
     old = failed_build(project, user)
     before = snapshot(storage_dir)
@@ -433,7 +396,7 @@ def test_an_unknown_github_account_is_refused_naming_the_reference(
 
     assert response.status_code == 400, response.content
     assert response.json()["errors"] == [{"line": 2, "message": "GitHub:nobody: no such account (HTTP 404)"}]
-    assert github.requests == ["/nobody.keys"]
+    assert key_server.requests == ["/gh/nobody.keys"]
     assert snapshot(storage_dir) == before
 
 
@@ -499,9 +462,9 @@ def test_ssh_resubmit_of_a_running_build_is_409(api, project, user, keys, storag
 
 
 def test_another_user_is_refused_before_any_reference_is_fetched(
-    other_api, project, user, keys, github, storage_dir
+    other_api, project, user, keys, key_server, storage_dir
 ):
-    github.routes["/alice.keys"] = f"{keys['gh1'].public}\n".encode()
+    key_server.github("alice", keys["gh1"])
     old = failed_build(project, user)
     before = snapshot(storage_dir)
 
@@ -511,18 +474,18 @@ def test_another_user_is_refused_before_any_reference_is_fetched(
 
     assert response.status_code == 403, response.content
     assert response.json()["detail"] == "Only the owner of alice/hello can build in it."
-    assert github.requests == []
+    assert key_server.requests == []
     assert snapshot(storage_dir) == before
 
 
-def test_anonymous_cannot_resubmit_with_ssh_or_see_ssh_builders(project, user, keys, github):
+def test_anonymous_cannot_resubmit_with_ssh_or_see_ssh_builders(project, user, keys, key_server):
     old = failed_build(project, user)
     anon = APIClient()
 
     assert (
         anon.post(resubmit_url(old.pk), {"ssh_public_keys": "GitHub:alice"}, format="json").status_code == 401
     )
-    assert github.requests == []
+    assert key_server.requests == []
     assert anon.get(SSH_BUILDERS_URL).status_code == 401
     assert anon.get(QUOTA_URL).status_code == 401
     assert Build.objects.count() == 1

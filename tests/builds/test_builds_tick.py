@@ -39,13 +39,6 @@ def test_migration_schedules_the_builds_tick_every_minute():
     assert schedule.minutes == 1
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    tasks_queued: list[tuple[str, tuple]] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: tasks_queued.append((func, args)))
-    return tasks_queued
-
-
 def _running(build, **fields):
     SrpmPhase.objects.filter(build=build).update(state=State.RUNNING, **fields)
 
@@ -64,16 +57,14 @@ def _ago(seconds: float):
         pytest.param({"alive_at": "silent", "watch_until": "lapsed"}, id="claim-lapsed"),
     ],
 )
-def test_tick_queues_a_check_for_a_running_phase_that_needs_one(
-    build, settings, queued, django_capture_on_commit_callbacks, fields
-):
+def test_tick_queues_a_check_for_a_running_phase_that_needs_one(build, settings, queued, fields):
     settings.COPRSSH_AGENT_SILENCE = 90
     when = {"silent": _ago(91), "recent": _ago(5), "lapsed": _ago(1)}
     _running(build, **{name: when.get(value, value) for name, value in fields.items()})
-    with django_capture_on_commit_callbacks(execute=True):
-        summary = tasks.tick()
+    queued.take()
+    summary = queued.call(tasks.tick)
     assert summary["checked"] == [build.srpm.pk]
-    assert queued.count(("builds.tasks.check_phase", ("srpm", build.srpm.pk))) == 1
+    assert queued.tasks.count(("builds.tasks.check_phase", ("srpm", build.srpm.pk))) == 1
 
 
 @pytest.mark.parametrize(
@@ -84,15 +75,13 @@ def test_tick_queues_a_check_for_a_running_phase_that_needs_one(
         pytest.param({"reported_state": "failed", "watch_until": "claimed"}, id="being-collected"),
     ],
 )
-def test_tick_leaves_a_running_phase_that_needs_no_check(
-    build, settings, queued, django_capture_on_commit_callbacks, fields
-):
+def test_tick_leaves_a_running_phase_that_needs_no_check(build, settings, queued, fields):
     settings.COPRSSH_AGENT_SILENCE = 90
     when = {"silent": _ago(91), "recent": _ago(5), "claimed": _ago(-60)}
     _running(build, **{name: when.get(value, value) for name, value in fields.items()})
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.tick()["checked"] == []
-    assert queued == []
+    queued.take()
+    assert queued.call(tasks.tick)["checked"] == []
+    assert queued.tasks == []
 
 
 def test_tick_fails_a_pending_phase_whose_lease_ended(build):
@@ -107,26 +96,20 @@ def test_tick_fails_a_pending_phase_whose_lease_ended(build):
     assert set(BuildChroot.objects.filter(build=build).values_list("state", flat=True)) == {State.SKIPPED}
 
 
-def test_tick_restarts_a_phase_whose_worker_died_while_starting_it(
-    build, django_capture_on_commit_callbacks, monkeypatch
-):
+def test_tick_restarts_a_phase_whose_worker_died_while_starting_it(build, queued):
     """Ref: #8 (bench/faults.py deploy-kill) — a cluster killed while deploying SSH keys left the
     phase STARTING for good: the redelivered phase_ready saw it was no longer pending."""
-    queued = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args: queued.append((func, args)))
     srpm = build.srpm
     SrpmPhase.objects.filter(pk=srpm.pk).update(
         state=State.STARTING, watch_until=timezone.now() - timedelta(seconds=1)
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        summary = tasks.tick()
+    summary = queued.call(tasks.tick)
     assert summary["restarted"] == [srpm.pk]
     srpm.refresh_from_db()
     assert (srpm.state, srpm.watch_until) == (State.PENDING, None)
-    assert ("builds.tasks.phase_ready", (srpm.lease_id,)) in queued
+    assert ("builds.tasks.phase_ready", (srpm.lease_id,)) in queued.tasks
     # A second tick finds nothing more to do.
-    with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.tick()["restarted"] == []
+    assert queued.call(tasks.tick)["restarted"] == []
 
 
 def test_tick_leaves_a_phase_that_is_still_being_started(build, django_capture_on_commit_callbacks):

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.test import Client, TestCase
@@ -28,6 +24,7 @@ from builds.sources import check_upload
 from builds.templatetags.builds_tags import format_time
 from keys.services import add_saved_key
 from tests.builders.factories import make_builder, make_lease
+from tests.fakes import KeyServer
 
 LOGIN_URL = "/accounts/login/"
 CHROOTS = ["fedora-42-x86_64", "fedora-rawhide-x86_64"]
@@ -91,32 +88,10 @@ def script_key(keys_dir) -> Key:
 
 
 @pytest.fixture
-def github(settings, key) -> Iterator[dict[str, bytes]]:
+def github(key_server, key) -> KeyServer:
     """A loopback stand-in for github.com/<user>.keys: `alice` has `key`, anyone else is unknown."""
-    served = {"/alice.keys": f"{key.public}\n".encode()}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-            body = served.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    settings.COPRSSH_GITHUB_KEYS_URL = f"http://127.0.0.1:{httpd.server_address[1]}/{{user}}.keys"
-    cache.clear()  # fetched keys are cached
-    yield served
-    cache.clear()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+    key_server.github("alice", key)
+    return key_server
 
 
 # --- projects and builds ------------------------------------------------------------------

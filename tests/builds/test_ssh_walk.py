@@ -7,22 +7,16 @@ client with a pinned host key and a fresh key, and copr-builder talking to the A
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import re
 import shlex
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from django.core.cache import cache
 
 from builders import services as builders
 from builders.models import AuditEvent, Builder, Lease
@@ -138,42 +132,12 @@ def copr_builder(key: Key, view: SshBuilderView, hosts: Path, *args: str) -> sub
 # -- a GitHub stand-in -------------------------------------------------------------------------
 
 
-class _KeysHandler(http.server.BaseHTTPRequestHandler):
-    def __init__(self, *args: Any, published: dict[str, str], **kwargs: Any) -> None:
-        self.published = published
-        super().__init__(*args, **kwargs)
-
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        body = self.published.get(self.path)
-        self.send_response(200 if body is not None else 404)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        data = (body or "Not Found").encode()
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
-        pass
-
-
 @pytest.fixture
-def github(settings, tmp_path: Path) -> Iterator[Key]:
+def github(key_server, tmp_path: Path) -> Key:
     """`GitHub:alice` served from loopback: one fresh key, as github.com/alice.keys serves it."""
     published_key = new_key(tmp_path, "github_ed25519", comment="")
-    published = {"/alice.keys": published_key.line + "\n"}
-    handler = functools.partial(_KeysHandler, published=published)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, name="walk-github", daemon=True)
-    thread.start()
-    settings.COPRSSH_GITHUB_KEYS_URL = f"http://127.0.0.1:{server.server_address[1]}/{{user}}.keys"
-    cache.clear()  # another test may have cached other keys for GitHub:alice
-    try:
-        yield published_key
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-        cache.clear()
+    key_server.github("alice", body=f"{published_key.line}\n".encode())
+    return published_key
 
 
 # -- driving the farm ----------------------------------------------------------------------------

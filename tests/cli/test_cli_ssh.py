@@ -13,10 +13,8 @@ import json
 import select
 import signal
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -136,33 +134,6 @@ def lease_of(build_id: int) -> int:
     return lease_id
 
 
-@pytest.fixture
-def key_server(settings, tmp_path) -> Iterator[dict[str, bytes]]:
-    """A loopback HTTP server standing in for GitHub: add `"/gh/USER.keys": body` to the dict."""
-    routes: dict[str, bytes] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            body = routes.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    settings.COPRSSH_GITHUB_KEYS_URL = f"http://127.0.0.1:{httpd.server_address[1]}/gh/{{user}}.keys"
-    yield routes
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
 # --- resubmit --------------------------------------------------------------------------
 
 
@@ -212,7 +183,7 @@ def test_resubmit_ssh_without_any_key_says_how_to_give_one(cli, failed_build):
 
 def test_resubmit_with_a_github_account(cli, failed_build, key_server, tmp_path):
     line, fingerprint = keygen(tmp_path / "octocat_key", comment="octocat@github")
-    key_server["/gh/octocat.keys"] = f"{line}\n".encode()
+    key_server.github("octocat", body=f"{line}\n".encode())
 
     result = cli.ok("resubmit", str(failed_build), "--github", "octocat")  # a key option means SSH
 

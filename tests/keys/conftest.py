@@ -1,15 +1,12 @@
-"""Fixtures of the keys tests: real keys from ssh-keygen and a real HTTP key server."""
+"""Fixtures of the keys tests: real keys from ssh-keygen and API clients (the key server is tests/fakes.py)."""
 
 from __future__ import annotations
 
 import subprocess
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -88,118 +85,6 @@ class KeyMaker:
 @pytest.fixture(scope="session")
 def make_key(tmp_path_factory) -> KeyMaker:
     return KeyMaker(tmp_path_factory.mktemp("ssh-keys"))
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    """Fetched keys are cached; no test may see another test's answers."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-# --- a real HTTP server standing in for GitHub and FAS ---------------------------------
-
-
-@dataclass
-class Reply:
-    """What the key server answers on one path."""
-
-    body: bytes = b""
-    status: int = 200
-    content_type: str = "text/plain; charset=utf-8"
-    # Seconds to wait before answering at all.
-    delay: float = 0
-    # Send the body one byte at a time, this many seconds apart.
-    trickle: float = 0
-    # Without a Content-Length, the body ends when the connection closes (HTTP/1.0).
-    content_length: bool = True
-    # More headers: Location for redirects, Content-Encoding…
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class KeyServer:
-    """A loopback HTTP server: `routes` maps a path to a Reply; `requests` lists the paths asked."""
-
-    url: str
-    routes: dict[str, Reply] = field(default_factory=dict)
-    requests: list[str] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def github(self, user: str, *keys: GeneratedKey, **reply: object) -> str:
-        """Serve `keys` (or the Reply fields given) as GitHub:user; return the path."""
-        return self._route(f"/gh/{user}.keys", keys, reply)
-
-    def fas(self, user: str, *keys: GeneratedKey, **reply: object) -> str:
-        """Serve `keys` (or the Reply fields given) as FAS:user; return the path."""
-        return self._route(f"/fas/{user}/", keys, reply)
-
-    def _route(self, path: str, keys: tuple[GeneratedKey, ...], reply: dict) -> str:
-        if keys:
-            reply.setdefault("body", keys_body(*keys))
-        self.routes[path] = Reply(**reply)
-        return path
-
-    def hits(self, path: str) -> int:
-        return self.requests.count(path)
-
-
-def _handler(server: KeyServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-            server.requests.append(self.path)
-            server.headers.append(dict(self.headers))
-            reply = server.routes.get(self.path, Reply(b"Not Found", status=404))
-            if reply.delay and server.stop.wait(reply.delay):
-                return
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            if reply.content_length:
-                self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            try:
-                if not reply.trickle:
-                    self.wfile.write(reply.body)
-                    return
-                for index in range(len(reply.body)):
-                    self.wfile.write(reply.body[index : index + 1])
-                    self.wfile.flush()
-                    if server.stop.wait(reply.trickle):
-                        return
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up, which is what several tests want
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def key_server(settings):
-    """A key server on 127.0.0.1 that the GitHub and FAS URL templates point at."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    port = httpd.server_address[1]
-    server = KeyServer(url=f"http://127.0.0.1:{port}")
-    httpd.RequestHandlerClass = _handler(server)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    settings.COPRSSH_GITHUB_KEYS_URL = f"{server.url}/gh/{{user}}.keys"
-    settings.COPRSSH_FAS_KEYS_URL = f"{server.url}/fas/{{user}}/"
-    yield server
-    server.stop.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
-
-
-def keys_body(*keys: GeneratedKey) -> bytes:
-    """A GitHub-style `.keys` answer: one public line per key."""
-    return "".join(f"{key.public}\n" for key in keys).encode()
 
 
 # --- API clients ---------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 from coprssh_cli import ssh as sshlib
 from coprssh_cli.context import (
     EXIT_BUILD_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     AddCommand,
     Context,
@@ -19,6 +18,7 @@ from coprssh_cli.context import (
     build_id,
     duration,
     hours,
+    interrupted,
     note,
     say,
     seconds,
@@ -37,13 +37,10 @@ def cmd_ssh(ctx: Context) -> int:
         )
     except KeyboardInterrupt:
         progress.clear()
-        print(
-            f"\ncoprssh: stopped waiting; SSH builder #{ident} keeps its place "
-            f"(`coprssh ssh {args.build}` waits again, `coprssh release {ident}` gives it up).",
-            file=sys.stderr,
-            flush=True,
+        return interrupted(
+            f"stopped waiting; SSH builder #{ident} keeps its place "
+            f"(`coprssh ssh {args.build}` waits again, `coprssh release {ident}` gives it up)."
         )
-        return EXIT_INTERRUPTED
     argv = sshlib.ssh_argv(builder, args.extra)
     where = f" for {builder['chroot']}" if builder.get("chroot") else ""
     note(

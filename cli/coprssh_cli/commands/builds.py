@@ -10,12 +10,12 @@ from typing import Any
 from coprssh_cli.commands.keys import add_key_options, ssh_keys
 from coprssh_cli.context import (
     EXIT_BUILD_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     AddCommand,
     Context,
     UsageError,
     build_id,
+    interrupted,
     project_path,
     say,
     seconds,
@@ -95,12 +95,9 @@ def follow(ctx: Context, build: int) -> int:
         final = watcher.run(ctx.args.interval)
     except KeyboardInterrupt:
         watcher.flush_partials()
-        print(
-            f"\ncoprssh: stopped watching build #{build}; it goes on (`coprssh watch {build}` follows it again).",
-            file=sys.stderr,
-            flush=True,
+        return interrupted(
+            f"stopped watching build #{build}; it goes on (`coprssh watch {build}` follows it again)."
         )
-        return EXIT_INTERRUPTED
     if ctx.json:
         watcher.emit({"event": "finished", "build": final})
     elif final.get("state") == "failed":

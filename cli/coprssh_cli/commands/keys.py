@@ -72,20 +72,14 @@ def add_key_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a public key file such as ~/.ssh/id_ed25519.pub (repeat for more)",
     )
-    parser.add_argument(
-        "--github",
-        action="append",
-        type=account_of("GitHub"),
-        metavar="USER",
-        help="the public keys of this GitHub account (repeat for more)",
-    )
-    parser.add_argument(
-        "--fas",
-        action="append",
-        type=account_of("FAS"),
-        metavar="USER",
-        help="the public keys of this Fedora account (repeat for more)",
-    )
+    for option, provider, account in (("--github", "GitHub", "GitHub"), ("--fas", "FAS", "Fedora")):
+        parser.add_argument(
+            option,
+            action="append",
+            type=account_of(provider),
+            metavar="USER",
+            help=f"the public keys of this {account} account (repeat for more)",
+        )
     parser.add_argument("--saved-keys", action="store_true", help="the keys saved on your profile")
     parser.add_argument(
         "--ssh-key",

@@ -34,7 +34,7 @@ log = logging.getLogger("coprssh.qcluster")
 FREEZE_ROUNDS = 10
 
 
-class BoundedCluster(Cluster):  # type: ignore[misc]  # django_q has no type information
+class BoundedCluster(Cluster):
     """A cluster whose stop signal asks the sentinel to stop and arms a watchdog; it never blocks."""
 
     def __init__(self, *, grace: float) -> None:
@@ -92,7 +92,7 @@ class BoundedCluster(Cluster):  # type: ignore[misc]  # django_q has no type inf
         )
 
 
-class Command(qcluster.Command):  # type: ignore[misc]  # django_q has no type information
+class Command(qcluster.Command):
     help = "Start a django-q2 cluster; on SIGTERM or SIGINT it stops within COPRSSH_STOP_GRACE seconds."
 
     def handle(self, *args: Any, **options: Any) -> None:
