@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
-from rest_framework import authentication, exceptions, serializers
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,30 +16,19 @@ from rest_framework.views import APIView
 from builders import services
 from builders.models import Lease
 from coprssh.openapi import CONFLICT
+from coprssh.tokens import ScopedTokenAuthentication
 
 
-class LeaseTokenAuthentication(authentication.BaseAuthentication):
+class LeaseTokenAuthentication(ScopedTokenAuthentication):
     """`Authorization: LeaseToken <token>`: acts for the lease's owner, on that lease only."""
 
     keyword = "LeaseToken"
+    what = "lease token"
+    refused = "The lease has ended or the token is not valid."
 
-    def authenticate(self, request: Request) -> tuple[User, Lease] | None:
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].decode("latin-1") != self.keyword:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Give the lease token after LeaseToken.")
-        try:
-            token = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The lease token is not valid.") from None
+    def resolve(self, token: str) -> tuple[User, Lease] | None:
         lease = services.lease_for_token(token)
-        if lease is None:
-            raise exceptions.AuthenticationFailed("The lease has ended or the token is not valid.")
-        return lease.owner, lease
-
-    def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        return None if lease is None else (lease.owner, lease)
 
 
 class LeaseTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]

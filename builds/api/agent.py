@@ -13,7 +13,7 @@ from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import authentication, exceptions, parsers, permissions, serializers, status
+from rest_framework import exceptions, parsers, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
@@ -21,30 +21,19 @@ from rest_framework.views import APIView
 
 from builds.services import reports
 from coprssh.openapi import CONFLICT, TOO_LARGE, ErrorDetail
+from coprssh.tokens import ScopedTokenAuthentication
 
 
-class PhaseTokenAuthentication(authentication.BaseAuthentication):
+class PhaseTokenAuthentication(ScopedTokenAuthentication):
     """`Authorization: PhaseToken <token>`: speaks for one phase's agent while the phase is open."""
 
     keyword = "PhaseToken"
+    what = "phase token"
+    refused = "The phase is over or the token is not valid."
 
-    def authenticate(self, request: Request) -> tuple[AnonymousUser, reports.Reporter] | None:
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].decode("latin-1") != self.keyword:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Give the phase token after PhaseToken.")
-        try:
-            token = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The phase token is not valid.") from None
+    def resolve(self, token: str) -> tuple[AnonymousUser, reports.Reporter] | None:
         reporter = reports.reporter_for_token(token)
-        if reporter is None:
-            raise exceptions.AuthenticationFailed("The phase is over or the token is not valid.")
-        return AnonymousUser(), reporter
-
-    def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        return None if reporter is None else (AnonymousUser(), reporter)
 
 
 class PhaseTokenScheme(OpenApiAuthenticationExtension):
