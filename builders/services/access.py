@@ -26,7 +26,7 @@ from builders.admin_key import admin_key
 from builders.copr_builder import SCRIPT as COPR_BUILDER
 from builders.models import AuditEvent, Builder, Lease
 from builders.providers.base import Machine, ProviderError
-from builders.selectors import login_route
+from builders.selectors import LoginRoute, login_route
 from builders.services import gateway
 from builders.services.common import TICK, LeaseNotActive, Via, audit
 from builders.services.leases import issue_lease_token
@@ -75,6 +75,7 @@ class Access:
     key_fingerprints: list[str]
     expires_at: datetime
     tool: str
+    route: str = "direct"  # or "gateway": the command to show first goes through the SSH gateway
 
 
 def authorized_keys_lines(*, lease: Lease, keys: list[PublicKey], admin_line: str) -> str:
@@ -110,6 +111,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
     state_dir = provider.state_dir(machine)
     tool = posixpath.join(state_dir, "copr-builder")
     token = issue_lease_token(lease_id=lease.pk)
+    route = login_route(lease=lease)
     lease_file = {
         **asdict(info),
         "api_url": settings.COPRSSH_PUBLIC_URL,
@@ -118,7 +120,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
         "owner": lease.owner.get_username(),
         "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
         "max_expires_at": lease.max_expires_at.isoformat() if lease.max_expires_at else None,
-        "login": _login_text(lease),
+        "login": _login_text(route),
     }
     content = authorized_keys_lines(lease=lease, keys=keys, admin_line=admin_key().public_line)
     try:
@@ -169,15 +171,15 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
         key_fingerprints=fingerprints,
         expires_at=lease.expires_at or timezone.now(),
         tool=tool,
+        route=route.route if route else "direct",
     )
 
 
 LEASE_FILE_CAP = 256 * 1024
 
 
-def _login_text(lease: Lease) -> dict[str, str | None] | None:
+def _login_text(found: LoginRoute | None) -> dict[str, str | None] | None:
     """How the owner logs in again, for `copr-builder help` (directly or through the SSH gateway)."""
-    found = login_route(lease=lease)
     if found is None:
         return None
     return {
