@@ -114,11 +114,14 @@ def _read(path: Path, position: Position, cap: int) -> Batch | None:
         # Another file (rotated, recreated) or one cut shorter (truncated): from its start.
         if file_id != position.file_id or stat.st_size < offset:
             offset = 0
-        os.lseek(fd, offset, os.SEEK_SET)
+        # One byte before the offset says whether it starts a line (see below).
+        start = max(offset - 1, 0)
+        os.lseek(fd, start, os.SEEK_SET)
+        wanted = cap + (offset - start)
         chunks: list[bytes] = []
         got = 0
-        while got < cap:
-            chunk = os.read(fd, cap - got)
+        while got < wanted:
+            chunk = os.read(fd, wanted - got)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -126,11 +129,18 @@ def _read(path: Path, position: Position, cap: int) -> Batch | None:
     finally:
         os.close(fd)
     data = b"".join(chunks)
+    if offset > start:
+        before, data = data[:1], data[1:]
+    else:
+        before = b"\n"
     end = data.rfind(b"\n")
     if end < 0:
         if len(data) >= cap:
-            # A line longer than a whole read is no line of sshd's: step over it.
+            # A line longer than a whole read is no line of sshd's: step over it, a read at a time.
             return Batch([], Position(file_id, offset + len(data)))
         return Batch([], Position(file_id, offset))  # a line still being written
     text = data[: end + 1].decode("utf-8", "replace")
-    return Batch(text.splitlines(), Position(file_id, offset + end + 1))
+    lines = text.splitlines()
+    if before != b"\n":
+        lines = lines[1:]  # the rest of a line stepped over: it is not a line of its own
+    return Batch(lines, Position(file_id, offset + end + 1))
