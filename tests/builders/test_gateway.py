@@ -61,6 +61,7 @@ def test_an_ipv4_client_reaches_an_ipv6_only_builder_through_the_gateway_only(
     direct = ssh_client.run(config, f"ssh -p {builder.port} {builder.login_user}@::1", "echo direct")
     through = ssh_client.run(config, route.ssh_command, "echo through the gateway; id -un")
     by_alias = ssh_client.run(config, ["ssh", f"coprssh-{alice.pk}"], "echo by alias")
+    helped = ssh_client.run(config, route.ssh_command, '"$COPRSSH_STATE_DIR"/copr-builder help')
 
     assert direct.returncode == 255
     assert "Address family for hostname not supported" in direct.stderr
@@ -73,6 +74,9 @@ def test_an_ipv4_client_reaches_an_ipv6_only_builder_through_the_gateway_only(
     assert through.stdout.split() == ["through", "the", "gateway", builder.login_user]
     assert by_alias.returncode == 0, by_alias.stderr
     assert by_alias.stdout.strip() == "by alias"
+    # copr-builder on the builder tells its user the same way in.
+    assert f"Log in again, from your own machine\n  {route.ssh_command}\n" in helped.stdout
+    assert f"ssh coprssh-{alice.pk}" in helped.stdout
 
 
 def at_gateway(route) -> list[str]:

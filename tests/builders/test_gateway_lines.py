@@ -15,6 +15,7 @@ import pytest
 from django.utils import timezone
 
 from builders import keylines, services
+from builders.checks import gateway_pools_have_a_gateway
 from builders.gateway import sshd
 from builders.models import Builder, Lease, LeaseKey, SshRoute
 from builders.services import gateway
@@ -286,3 +287,16 @@ def test_release_prolong_and_expiry_write_the_file_again(gateway_here, user, que
     Lease.objects.filter(pk=kept.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     queued.call(services.expire_leases)
     assert gateway_here.authorized_keys.read_text() == ""
+
+
+def test_check_warns_of_gateway_pools_without_a_gateway(settings):
+    make_pool(name="behind", ssh_route=SshRoute.BOTH)
+    make_pool(name="open", ssh_route=SshRoute.DIRECT)
+    settings.COPRSSH_GATEWAY_HOST = ""
+
+    [warning] = gateway_pools_have_a_gateway()
+    settings.COPRSSH_GATEWAY_HOST = "gw.example.org"
+
+    assert warning.id == "coprssh.W010"
+    assert "Pool(s) behind are reached through the SSH gateway" in warning.msg
+    assert gateway_pools_have_a_gateway() == []
