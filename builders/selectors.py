@@ -60,9 +60,12 @@ def gateway() -> Gateway | None:
     host = settings.COPRSSH_GATEWAY_HOST
     if not host:
         return None
-    line = settings.COPRSSH_GATEWAY_HOST_KEY or sshd.read_host_key(
-        sshd.files_in(settings.COPRSSH_GATEWAY_DIR).host_key_pub
-    )
+    try:
+        line = settings.COPRSSH_GATEWAY_HOST_KEY or sshd.read_host_key(
+            sshd.files_in(settings.COPRSSH_GATEWAY_DIR).host_key_pub
+        )
+    except sshd.GatewayError:  # a folder sshd could not use: there is no gateway to show
+        return None
     if not line:
         return None  # `manage.py gateway` has not run yet: there is nothing to connect to
     endpoint = route.Endpoint(

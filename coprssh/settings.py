@@ -362,6 +362,11 @@ def _check_gateway() -> None:
             raise ImproperlyConfigured(
                 f"COPRSSH_GATEWAY_LISTEN must list IP addresses; got {address!r}"
             ) from None
+    # The folder's paths are written into sshd_config, which splits on blanks and reads quotes, '#' and '%'.
+    if host and re.search(r"""[\s"'#%\\]""", str(COPRSSH_GATEWAY_DIR.absolute())):
+        raise ImproperlyConfigured(
+            f"COPRSSH_GATEWAY_DIR must not contain blanks, quotes, '#', '%' or '\\': {COPRSSH_GATEWAY_DIR}"
+        )
     if not os.path.isabs(COPRSSH_GATEWAY_SSHD):
         raise ImproperlyConfigured(
             f"COPRSSH_GATEWAY_SSHD must be an absolute path; got {COPRSSH_GATEWAY_SSHD!r}"
