@@ -6,6 +6,8 @@ never gets a session on the gateway; each login lands in the audit log with the 
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import time
 from datetime import timedelta
@@ -14,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from builders import selectors, services
+from builders.admin_key import admin_key
 from builders.gateway.route import Endpoint, known_hosts_line
 from builders.models import AuditEvent, Lease, SshRoute
 from builders.selectors import login_route
@@ -217,3 +220,40 @@ def test_each_gateway_login_is_audited_with_its_key_and_address(two_leases, keys
         assert event.builder_id == alice.builder_id
         assert timezone.now() - timedelta(minutes=1) < event.created_at <= timezone.now()
     assert not AuditEvent.objects.filter(action=AuditEvent.Action.GATEWAY_LOGIN, lease=bob).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the gateway has an account of its own only when run as root")
+def test_the_gateway_account_has_no_shell_and_reads_nothing_of_the_service(gateway, settings):
+    account = pwd.getpwnam(settings.COPRSSH_GATEWAY_USER)
+    files = gateway_files()
+    secrets = [
+        files.authorized_keys,
+        files.host_key,
+        files.log,
+        files.config,
+        settings.COPRSSH_ADMIN_KEY_FILE,
+    ]
+    admin_key()  # the service's own key exists
+
+    reads = [
+        subprocess.run(
+            [
+                "setpriv",
+                f"--reuid={account.pw_uid}",
+                f"--regid={account.pw_gid}",
+                "--clear-groups",
+                "cat",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        for path in secrets
+    ]
+
+    assert account.pw_shell.endswith("/nologin")
+    assert account.pw_dir == "/nonexistent"
+    for path, read in zip(secrets, reads, strict=True):
+        assert read.returncode != 0, path
+        assert "Permission denied" in read.stderr
