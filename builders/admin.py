@@ -116,6 +116,7 @@ class PoolAdmin(NoDeleteAdmin[Pool]):
         "name",
         "provider",
         "arches",
+        "ssh_route",
         "enabled",
         "health",
         "max_builders",
@@ -138,6 +139,7 @@ class PoolAdmin(NoDeleteAdmin[Pool]):
             "max_builders",
             "warm_builders",
             "provider_settings",
+            "ssh_route",
             "reaches_service",
             "enabled",
         )
@@ -325,7 +327,7 @@ class LeaseAdmin(StateAdmin[Lease]):
     search_fields = ["owner__username", "purpose", "sandbox"]
     raw_id_fields = ["owner", "builder", "pool"]
     actions = ["prolong_one_hour", "release", "terminate_builders"]
-    readonly_fields = [f.name for f in Lease._meta.fields]
+    readonly_fields = [*(f.name for f in Lease._meta.fields), "key_fingerprints"]
     date_hierarchy = "created_at"
     list_select_related = ["owner", "builder"]
 
@@ -336,6 +338,11 @@ class LeaseAdmin(StateAdmin[Lease]):
         """Terminating a lease's builder changes the builder: the builders' change permission."""
         opts = Builder._meta
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.display(description="keys deployed")
+    def key_fingerprints(self, lease: Lease) -> str:
+        """What the gateway lets through for this lease (and what its logins are matched by)."""
+        return ", ".join(lease.keys.values_list("fingerprint", flat=True)) or "—"
 
     @admin.display(description="remaining")
     def remaining_text(self, lease: Lease) -> str:

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 
 UNISOLATED = (
@@ -40,3 +40,29 @@ def local_pools_are_isolated(app_configs: Any = None, **kwargs: Any) -> list[Err
     if not names:
         return []
     return [Error(UNISOLATED.format(names=", ".join(names)), id="coprssh.E002")]
+
+
+NO_GATEWAY = (
+    "Pool(s) {names} are reached through the SSH gateway, but COPRSSH_GATEWAY_HOST is not set: their users are "
+    "shown the builders' own addresses. Set COPRSSH_GATEWAY_HOST and run `manage.py gateway`, or set the pools' "
+    "SSH route to direct."
+)
+
+
+@register(Tags.compatibility)
+def gateway_pools_have_a_gateway(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    from builders.models import Pool, SshRoute
+
+    if settings.COPRSSH_GATEWAY_HOST:
+        return []
+    try:
+        names = list(
+            Pool.objects.filter(enabled=True, ssh_route__in=[SshRoute.GATEWAY, SshRoute.BOTH])
+            .order_by("name")
+            .values_list("name", flat=True)
+        )
+    except DatabaseError:  # not migrated yet
+        return []
+    if not names:
+        return []
+    return [Warning(NO_GATEWAY.format(names=", ".join(names)), id="coprssh.W010")]

@@ -19,6 +19,12 @@ from builders.providers import options as provider_options
 ARCH_CHOICES = ["x86_64", "aarch64", "ppc64le", "s390x", "i686", "noarch"]
 
 
+class SshRoute(models.TextChoices):
+    DIRECT = "direct", "reachable directly"
+    GATEWAY = "gateway", "through the gateway"
+    BOTH = "both", "both"
+
+
 class Pool(models.Model):
     """Builders of one provider and configuration, serving some architectures."""
 
@@ -43,6 +49,14 @@ class Pool(models.Model):
         default=True,
         help_text="Its builders can open HTTP(S) connections to COPRSSH_PUBLIC_URL, so work on them "
         "reports its progress itself. Off: the service checks each builder over SSH once a minute.",
+    )
+    ssh_route = models.CharField(
+        "SSH route",
+        max_length=10,
+        choices=SshRoute.choices,
+        default=SshRoute.DIRECT,
+        help_text="How users reach this pool's SSH builders: at their own address, through the service's "
+        "SSH gateway (ssh -J), or both (the gateway is shown first for builders without a public IPv4 address).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     # Failure containment, written only by builders.services.pools: consecutive provisioning
@@ -369,6 +383,7 @@ class AuditEvent(models.Model):
         POOL_RESUMED = "pool-resumed"
         POOL_RECOVERED = "pool-recovered"
         QUOTA_CHANGED = "quota-changed"
+        GATEWAY_LOGIN = "gateway-login"
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=30, choices=Action.choices)
@@ -389,3 +404,41 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.action}"
+
+
+class LeaseKey(models.Model):
+    """A public key deployed for an SSH lease; the gateway lets it through to the lease's builder."""
+
+    lease = models.ForeignKey(Lease, on_delete=models.CASCADE, related_name="keys")
+    key_type = models.CharField(max_length=50)
+    # The key blob in base64, as keys.parser re-emitted it: never what the user typed.
+    data = models.TextField()
+    fingerprint = models.CharField(max_length=60, help_text="SHA256:… as ssh-keygen -lf prints it.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["lease", "fingerprint"], name="builders_leasekey_once_per_lease"),
+        ]
+        indexes = [
+            # record_gateway_logins: the leases a fingerprint that logged in belongs to.
+            models.Index(fields=["fingerprint"], name="builders_leasekey_fp_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint} of lease #{self.lease_id}"
+
+
+class GatewayLogCursor(models.Model):
+    """How far the service has read the SSH gateway's log (a single row): each login is recorded once."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    # "device:inode" of the log file the offset belongs to; another file starts again from 0.
+    file_id = models.CharField(max_length=100, blank=True)
+    offset = models.BigIntegerField(default=0)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="builders_gatewaylogcursor_single_row")]
+
+    def __str__(self) -> str:
+        return f"gateway log read to {self.offset}"

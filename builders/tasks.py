@@ -73,6 +73,9 @@ def tick() -> dict[str, object]:
         ("leases_recovered", services.recover_stuck_leases),
         ("orphans_deleted", services.delete_orphans),
         ("deleted", services.delete_terminating),
+        # Where the SSH gateway runs: its keys from the leases as they are now, and its new logins.
+        ("gateway_keys", services.write_gateway_keys),
+        ("gateway_logins", services.record_gateway_logins),
     ]
     for name, step in steps:
         # One failing step (a provider that is down) must not stop the others.

@@ -28,7 +28,7 @@ def chroot_of(phase: Phase) -> str:
 def load_phase(*, kind: str, phase_id: int) -> Phase | None:
     """A phase with its build, project owner, submitter and builder, or None."""
     model = SrpmPhase if kind == "srpm" else BuildChroot
-    related = ["build__project__owner", "build__submitter", "lease__builder"]
+    related = ["build__project__owner", "build__submitter", "lease__builder__pool"]
     if model is BuildChroot:
         related.append("chroot")
     return model.objects.select_related(*related).filter(pk=phase_id).first()

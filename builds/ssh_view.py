@@ -14,8 +14,8 @@ from datetime import datetime
 
 from django.contrib.auth.models import AnonymousUser, User
 
-from builders import ssh
 from builders.models import Lease
+from builders.selectors import Gateway, GatewayLogin, last_gateway_logins, login_route
 from builders.services.access import host_key_fingerprint
 from builds.models import Build, BuildChroot, SrpmPhase
 from builds.selectors import builds_served_by, chroot_of, keys_of
@@ -41,6 +41,21 @@ class SshBuilderView:
     key_fingerprints: list[str]
     lease: Lease
     details: bool  # whether the connection details above are filled (the viewer may see them)
+    # How ssh_command reaches the builder: "direct", or "gateway" (ssh -J through the service's gateway).
+    route: str | None = None
+    direct_command: str | None = None  # None when the pool is reached through the gateway only
+    gateway_command: str | None = None  # None when the pool is reached directly only
+    gateway: Gateway | None = None
+    known_hosts: tuple[str, ...] = ()  # lines that pin the builder's and the gateway's host keys
+    ssh_config: str | None = None  # a ~/.ssh/config snippet: `ssh coprssh-<id>`
+    last_gateway_login: GatewayLogin | None = None
+
+    @property
+    def other_command(self) -> str | None:
+        """The second way in, when the pool offers both."""
+        if self.direct_command and self.gateway_command:
+            return self.direct_command if self.route == "gateway" else self.gateway_command
+        return None
 
 
 def sees_connection_details(viewer: User | AnonymousUser | None, owner_id: int | None) -> bool:
@@ -71,12 +86,20 @@ def public_state(lease: Lease) -> str:
     return "failed" if lease.end_reason in (Lease.EndReason.FAILED, Lease.EndReason.TERMINATED) else "ended"
 
 
-def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: bool) -> SshBuilderView:
+def view_of(
+    lease: Lease,
+    build: Build | None,
+    chroot: str | None,
+    *,
+    details: bool,
+    last_login: GatewayLogin | None = None,
+) -> SshBuilderView:
     """The SSH builder of `lease`; without `details`, nothing that says where or how to log in."""
     builder = lease.builder if details and lease.state == Lease.State.ACTIVE else None
     host = builder.host if builder is not None else None
     ready = builder if host else None  # ready to log in to, and the viewer may know where
     fingerprints = [k.fingerprint for k in keys_of(build)] if build and details else []
+    found = login_route(lease=lease) if ready else None
     return SshBuilderView(
         id=lease.pk,
         build_id=build.pk if build else None,
@@ -88,33 +111,66 @@ def view_of(lease: Lease, build: Build | None, chroot: str | None, *, details: b
         user=ready.login_user if ready else None,
         ipv4=ready.ipv4 if ready else None,
         ipv6=ready.ipv6 if ready else None,
-        ssh_command=ssh.format_ssh_command(ready.login_user, host, ready.port) if ready and host else None,
+        ssh_command=found.ssh_command if found else None,
         host_key_fingerprint=host_key_fingerprint(ready.host_key) if ready and ready.host_key else None,
         expires_at=lease.expires_at,
         max_expires_at=lease.max_expires_at,
         key_fingerprints=fingerprints,
         lease=lease,
         details=details,
+        route=found.route if found else None,
+        direct_command=found.direct_command if found else None,
+        gateway_command=found.gateway_command if found else None,
+        gateway=found.gateway if found else None,
+        known_hosts=tuple(found.known_hosts) if found else (),
+        ssh_config=found.ssh_config if found else None,
+        last_gateway_login=last_login if details else None,
     )
 
 
 def ssh_builders_of(user: User, *, lease_id: int | None = None) -> list[SshBuilderView]:
     """The user's SSH builders, newest first, in a constant number of queries."""
-    leases = Lease.objects.filter(owner_id=user.pk, ssh=True).select_related("builder").order_by("-id")
+    leases = Lease.objects.filter(owner_id=user.pk, ssh=True).select_related("builder__pool").order_by("-id")
     if lease_id is not None:
         leases = leases.filter(pk=lease_id)
     newest = list(leases[:200])
-    phases = builds_served_by([lease.pk for lease in newest])
+    ids = [lease.pk for lease in newest]
+    phases = builds_served_by(ids)
+    logins = last_gateway_logins(lease_ids=ids)
     # The user's own leases: the owner sees the details of each.
-    return [view_of(lease, *phases.get(lease.pk, (None, None)), details=True) for lease in newest]
+    return [
+        view_of(lease, *phases.get(lease.pk, (None, None)), details=True, last_login=logins.get(lease.pk))
+        for lease in newest
+    ]
 
 
 def ssh_builder_of_phase(
-    phase: SrpmPhase | BuildChroot, *, viewer: User | AnonymousUser | None
+    phase: SrpmPhase | BuildChroot,
+    *,
+    viewer: User | AnonymousUser | None,
+    last_logins: dict[int, GatewayLogin] | None = None,
 ) -> SshBuilderView | None:
-    """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API)."""
+    """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API).
+
+    `last_logins` (from `gateway_logins_of`) adds the last login through the gateway for its owner.
+    """
     if not phase.build.ssh or phase.lease is None:
         return None
     chroot = chroot_of(phase)
     details = sees_connection_details(viewer, phase.lease.owner_id)
-    return view_of(phase.lease, phase.build, chroot, details=details)
+    last_login = (last_logins or {}).get(phase.lease.pk)
+    return view_of(phase.lease, phase.build, chroot, details=details, last_login=last_login)
+
+
+def gateway_logins_of(
+    phases: list[SrpmPhase | BuildChroot], viewer: User | AnonymousUser | None
+) -> dict[int, GatewayLogin]:
+    """The last gateway login of each phase's SSH lease that `viewer` may see, in one pass."""
+    ids = [
+        phase.lease_id
+        for phase in phases
+        if phase.lease_id is not None
+        and phase.lease is not None
+        and sees_connection_details(viewer, phase.lease.owner_id)
+    ]
+    return last_gateway_logins(lease_ids=ids)

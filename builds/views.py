@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from builders import services as builders
 from builders.models import Lease
+from builders.selectors import GatewayLogin
 from builds import services, storage
 from builds.files import LOG_NAMES, log_url, result_url, results_in
 from builds.forms import BuildForm, ProjectForm, ProlongForm, ResubmitForm, ResubmitSshForm
@@ -31,7 +32,7 @@ from builds.http import AuthenticatedHttpRequest
 from builds.models import Build, BuildChroot, Chroot, Project, SrpmPhase
 from builds.selectors import Phase, build_of_lease, chroot_of, served_by
 from builds.selectors import srpm_reruns as reruns_srpm
-from builds.ssh_view import SshBuilderView, key_count, keys_shown, ssh_builder_of_phase
+from builds.ssh_view import SshBuilderView, gateway_logins_of, key_count, keys_shown, ssh_builder_of_phase
 from builds.templatetags.builds_tags import format_duration, format_time
 from coprssh.exceptions import NotFoundError, ServiceError
 from keys.models import SavedKey
@@ -47,7 +48,7 @@ def _project(owner: str, name: str) -> Project:
 def _build(build_id: int) -> Build:
     return get_object_or_404(
         Build.objects.select_related(
-            "project__owner", "submitter", "srpm__lease__builder", "resubmitted_from"
+            "project__owner", "submitter", "srpm__lease__builder__pool", "resubmitted_from"
         ),
         pk=build_id,
     )
@@ -242,11 +243,27 @@ def _ssh_json(ssh: SshBuilderView) -> dict[str, object]:
         "max_expires_at_display": format_time(ssh.max_expires_at),
         # "released, 2026-05-01 15:03:07 UTC"
         "end": ", ".join(part for part in (lease.end_reason, format_time(lease.ended_at)) if part),
+        "route": ssh.route,
+        "other_command": ssh.other_command,
+        "gateway_host_key_fingerprint": ssh.gateway.host_key_fingerprint if ssh.gateway else None,
+        "ssh_config": ssh.ssh_config,
+        "known_hosts": "\n".join(ssh.known_hosts),
+        "last_gateway_login": gateway_login_text(ssh.last_gateway_login),
     }
 
 
+def gateway_login_text(login: GatewayLogin | None) -> str:
+    """`12:04 UTC from 203.0.113.9` (with the date when not today)."""
+    if login is None:
+        return ""
+    moment = timezone.localtime(login.at)
+    shown = f"{moment:%H:%M %Z}" if moment.date() == timezone.localdate() else f"{moment:%Y-%m-%d %H:%M %Z}"
+    return f"{shown} from {login.address}" if login.address else shown
+
+
 def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
-    phases: list[Phase] = [build.srpm, *build.build_chroots.select_related("chroot", "lease__builder")]
+    phases: list[Phase] = [build.srpm, *build.build_chroots.select_related("chroot", "lease__builder__pool")]
+    logins = gateway_logins_of(phases, viewer) if build.ssh else {}
     views = []
     for phase in phases:
         key = chroot_of(phase)
@@ -254,7 +271,7 @@ def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
             (name, size, result_url(build.pk, key, name)) for name, size in results_in(phase.storage_dir)
         ]
         logs = [(name, log_url(build.pk, key, name)) for name in (storage.BACKEND_LOG, storage.LIVE_LOG)]
-        ssh = ssh_builder_of_phase(phase, viewer=viewer) if build.ssh else None
+        ssh = ssh_builder_of_phase(phase, viewer=viewer, last_logins=logins) if build.ssh else None
         views.append(PhaseView(key=key, phase=phase, logs=logs, results=results, ssh=ssh))
     return views
 

@@ -329,6 +329,64 @@ COPRSSH_BUILDER_FETCH_DEADLINE = env_int("COPRSSH_BUILDER_FETCH_DEADLINE", 1800,
 # Idle ready builders are checked over SSH when they have not been for this long (0: never).
 COPRSSH_HEALTH_CHECK_SECONDS = env_int("COPRSSH_HEALTH_CHECK_SECONDS", 60, minimum=0)
 
+# --- the SSH gateway (`manage.py gateway`; docs/operators.md) ---
+# The name or address users give to `ssh -J`; empty: no gateway, builders are reached directly.
+COPRSSH_GATEWAY_HOST = env_str("COPRSSH_GATEWAY_HOST", "").strip()
+COPRSSH_GATEWAY_PORT = env_int("COPRSSH_GATEWAY_PORT", 2222, minimum=1, maximum=65535)
+# Addresses the gateway's sshd listens on; empty: every address of the host.
+COPRSSH_GATEWAY_LISTEN = env_list("COPRSSH_GATEWAY_LISTEN", [])
+# The unprivileged account users log in as on the gateway (no shell, no home).
+COPRSSH_GATEWAY_USER = env_str("COPRSSH_GATEWAY_USER", "coprssh-gw").strip()
+# The gateway's sshd_config, host key, authorized_keys and log.
+COPRSSH_GATEWAY_DIR = Path(env_str("COPRSSH_GATEWAY_DIR", str(DATA_DIR / "gateway")))
+COPRSSH_GATEWAY_SSHD = env_str("COPRSSH_GATEWAY_SSHD", "/usr/sbin/sshd")
+# The gateway's public host key line, for web hosts that do not share COPRSSH_GATEWAY_DIR.
+COPRSSH_GATEWAY_HOST_KEY = env_str("COPRSSH_GATEWAY_HOST_KEY", "").strip()
+
+
+def _check_gateway() -> None:
+    import ipaddress
+    import re
+
+    host = COPRSSH_GATEWAY_HOST
+    if host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?", host):
+                raise ImproperlyConfigured(
+                    f"COPRSSH_GATEWAY_HOST must be a host name or an IP address; got {host!r}"
+                ) from None
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", COPRSSH_GATEWAY_USER):
+        raise ImproperlyConfigured(
+            f"COPRSSH_GATEWAY_USER must be a user name (a-z, 0-9, _ and -); got {COPRSSH_GATEWAY_USER!r}"
+        )
+    for address in COPRSSH_GATEWAY_LISTEN:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"COPRSSH_GATEWAY_LISTEN must list IP addresses; got {address!r}"
+            ) from None
+    # The folder's paths are written into sshd_config, which splits on blanks and reads quotes, '#' and '%'.
+    if host and re.search(r"""[\s"'#%\\]""", str(COPRSSH_GATEWAY_DIR.absolute())):
+        raise ImproperlyConfigured(
+            f"COPRSSH_GATEWAY_DIR must not contain blanks, quotes, '#', '%' or '\\': {COPRSSH_GATEWAY_DIR}"
+        )
+    if not os.path.isabs(COPRSSH_GATEWAY_SSHD):
+        raise ImproperlyConfigured(
+            f"COPRSSH_GATEWAY_SSHD must be an absolute path; got {COPRSSH_GATEWAY_SSHD!r}"
+        )
+    if COPRSSH_GATEWAY_HOST_KEY and not re.fullmatch(
+        r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}( .*)?", COPRSSH_GATEWAY_HOST_KEY
+    ):
+        raise ImproperlyConfigured(
+            "COPRSSH_GATEWAY_HOST_KEY must be the gateway's public key line (ssh-ed25519 AAAA…)"
+        )
+
+
+_check_gateway()
+
 # --- builds ---
 # Build logs, SRPMs and results: one folder per project/chroot/build.
 COPRSSH_STORAGE_DIR = Path(env_str("COPRSSH_STORAGE_DIR", str(DATA_DIR / "storage")))

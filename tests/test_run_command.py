@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from builders.providers.sandbox import has_ssh_banner
 from tests.leaks import Accounts, builder_accounts, processes_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,7 @@ class Demo:
     data: Path
     url: str
     log: Path
+    gateway_port: int
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")[-6000:]
@@ -62,14 +64,22 @@ def _start(data: Path, *, grace: int = 10) -> Demo:
     port = _free_port()
     env = {name: value for name, value in os.environ.items() if not name.startswith("COPRSSH_")}
     env.pop("DATABASE_URL", None)  # the demo's own SQLite database in its data dir
-    env.update(COPRSSH_DATA_DIR=str(data), COPRSSH_BIND=f"127.0.0.1:{port}", COPRSSH_STOP_GRACE=str(grace))
+    gateway_port = _free_port()
+    env.update(
+        COPRSSH_DATA_DIR=str(data),
+        COPRSSH_BIND=f"127.0.0.1:{port}",
+        COPRSSH_STOP_GRACE=str(grace),
+        COPRSSH_GATEWAY_PORT=str(gateway_port),
+    )
     data.mkdir(parents=True, exist_ok=True)
     log = data.parent / f"run-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             ["bin/run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    return Demo(process=process, data=data, url=f"http://127.0.0.1:{port}/", log=log)
+    return Demo(
+        process=process, data=data, url=f"http://127.0.0.1:{port}/", log=log, gateway_port=gateway_port
+    )
 
 
 def _answers(url: str) -> bool:
@@ -175,6 +185,8 @@ def test_ctrl_c_on_bin_run_stops_everything_and_the_next_start_has_fresh_builder
         assert time.monotonic() < deadline, f"lease {lease_id} got no builder:\n{demo.text()}"
         time.sleep(0.5)
 
+    # bin/run starts the SSH gateway too; Ctrl-C stops it with the rest (its sshd names the data dir).
+    assert has_ssh_banner("127.0.0.1", demo.gateway_port, timeout=5.0), demo.text()
     accounts = builder_accounts(data_dir)
     _ctrl_c(demo)
 

@@ -98,6 +98,47 @@ def remove(name: str, *, home: Path) -> None:
     _run([_tool("userdel"), "--force", name], what=f"remove user {name}", missing_ok=True)
 
 
+GATEWAY_COMMENT = "coprssh SSH gateway"
+NOLOGIN_PATHS = ("/usr/sbin/nologin", "/sbin/nologin")
+
+
+def create_gateway(name: str) -> pwd.struct_passwd:
+    """The SSH gateway's account: no shell, no home, no password; made once, then reused."""
+    existing = lookup(name)
+    if existing is not None:
+        if existing.pw_gecos != GATEWAY_COMMENT:
+            raise AccountError(f"user {name} exists and is not coprssh's gateway account", permanent=True)
+        return existing
+    shell = next((path for path in NOLOGIN_PATHS if os.access(path, os.X_OK)), None)
+    if shell is None:
+        raise AccountError(
+            "nologin is not installed (it comes with the login or util-linux package)", permanent=True
+        )
+    _run(
+        [
+            _tool("useradd"),
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            shell,
+            # '*': no password matches, and sshd without PAM still takes keys ('!' would lock it).
+            "--password",
+            "*",
+            "--user-group",
+            "--comment",
+            GATEWAY_COMMENT,
+            name,
+        ],
+        what=f"create user {name}",
+    )
+    account = lookup(name)
+    if account is None:
+        raise AccountError(f"user {name} was not created")
+    return account
+
+
 def strays(sandbox_root: Path) -> list[str]:
     """Accounts made for sandboxes under `sandbox_root` whose sandbox no longer exists."""
     prefix = f"{COMMENT_PREFIX}{sandbox_root}/"

@@ -9,6 +9,7 @@ from builders.services.access import (
     warn_expiring,
 )
 from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
+from builders.services.gateway import record_gateway_logins, write_gateway_keys
 from builders.services.leases import (
     MAX_PROLONG_HOURS,
     assign_waiting_leases,
@@ -80,4 +81,6 @@ __all__ = [
     "slot_holders",
     "start_lease",
     "terminate_builder",
+    "record_gateway_logins",
+    "write_gateway_keys",
 ]

@@ -13,7 +13,7 @@ import posixpath
 import secrets
 import shlex
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import paramiko
 from django.conf import settings
@@ -21,10 +21,12 @@ from django.db import transaction
 from django.utils import timezone
 from fabric import Connection
 
-from builders import copr_builder, ssh
+from builders import copr_builder, keylines, ssh
 from builders.admin_key import admin_key
 from builders.models import AuditEvent, Builder, Lease
 from builders.providers.base import Machine, ProviderError
+from builders.selectors import LoginRoute, login_route
+from builders.services import gateway
 from builders.services.common import TICK, LeaseNotActive, Via, audit
 from builders.services.leases import issue_lease_token
 from builders.services.machines import machine_of, provider_for
@@ -72,15 +74,16 @@ class Access:
     key_fingerprints: list[str]
     expires_at: datetime
     tool: str
+    route: str = "direct"  # or "gateway": the command to show first goes through the SSH gateway
 
 
 def authorized_keys_lines(*, lease: Lease, keys: list[PublicKey], admin_line: str) -> str:
     """The whole authorized_keys file: the service's key, then each user key with our options."""
     cap = (lease.max_expires_at or timezone.now()) + KEY_EXPIRY_SLACK
-    expiry = cap.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+    options = ["no-agent-forwarding", keylines.expiry_time(cap)]
+    comment = keylines.lease_comment([lease.pk])
     lines = [admin_line.strip()]
-    for key in keys:
-        lines.append(f'no-agent-forwarding,expiry-time="{expiry}" {key.key_type} {key.data} lease-{lease.pk}')
+    lines += [keylines.key_line(options, key, comment) for key in keys]
     return "\n".join(lines) + "\n"
 
 
@@ -107,6 +110,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
     state_dir = provider.state_dir(machine)
     tool = posixpath.join(state_dir, "copr-builder")
     token = issue_lease_token(lease_id=lease.pk)
+    route = login_route(lease=lease)
     lease_file = {
         **asdict(info),
         "api_url": settings.COPRSSH_PUBLIC_URL,
@@ -115,6 +119,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
         "owner": lease.owner.get_username(),
         "expires_at": lease.expires_at.isoformat() if lease.expires_at else None,
         "max_expires_at": lease.max_expires_at.isoformat() if lease.max_expires_at else None,
+        "login": _login_text(route),
     }
     content = authorized_keys_lines(lease=lease, keys=keys, admin_line=admin_key().public_line)
     try:
@@ -151,6 +156,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
             lease=lease,
             detail="keys " + ", ".join(fingerprints),
         )
+        gateway.record_lease_keys(lease=lease, keys=keys)
     host = builder.host or ""
     return Access(
         user=builder.login_user,
@@ -164,10 +170,24 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
         key_fingerprints=fingerprints,
         expires_at=lease.expires_at or timezone.now(),
         tool=tool,
+        route=route.route if route else "direct",
     )
 
 
 LEASE_FILE_CAP = 256 * 1024
+
+
+def _login_text(found: LoginRoute | None) -> dict[str, str | None] | None:
+    """How the owner logs in again, for `copr-builder help` (directly or through the SSH gateway)."""
+    if found is None:
+        return None
+    return {
+        "route": found.route,
+        "ssh_command": found.ssh_command,
+        "direct_command": found.direct_command,
+        "gateway_command": found.gateway_command,
+        "ssh_config": found.ssh_config,
+    }
 
 
 def _session(machine: Machine) -> Connection:

@@ -34,6 +34,7 @@ from builders.services.common import (
     audit,
     queue_task,
 )
+from builders.services.gateway import gateway_changed
 from coprssh.exceptions import NotFoundError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,8 @@ def prolong_lease(*, lease_id: int, hours: int, via: Via, owner: User | None = N
             )
             if lease.ssh and via.source != "builder":  # copr-builder updates its own file
                 queue_task(REFRESH_LEASE_FILE, lease.pk)
+            if lease.ssh:
+                gateway_changed()  # the key's expiry on the gateway follows the lease's
     if refusal is not None:
         with transaction.atomic():
             audit(AuditEvent.Action.PROLONG_REFUSED, via=via, lease=lease, detail=refusal.message)
@@ -322,6 +325,8 @@ def release_lease(
         audit(action, via=via, lease=lease, detail=reason)
         if held_slot:
             promote_queued_leases(owner_id=lease.owner_id)
+        if lease.ssh:
+            gateway_changed()  # its keys stop reaching the builder through the gateway
         queue_task(ASSIGN_LEASES)
     log.info("lease %s ended: %s", lease.pk, reason)
     return lease
@@ -419,6 +424,8 @@ def expire_leases(*, now: datetime | None = None) -> int:
             state=Builder.State.TERMINATING, state_changed_at=now
         )
         ssh_owners = {owner_id for owner_id, ssh in due if ssh}
+        if ssh_owners:
+            gateway_changed()
         owners_with_queue = set(
             Lease.objects.filter(state=Lease.State.QUEUED, owner_id__in=ssh_owners).values_list(
                 "owner_id", flat=True

@@ -123,9 +123,11 @@ def builds_for_output() -> QuerySet[Build]:
     The leases' builders are joined too: an SSH build shows each phase's SSH builder.
     """
     return Build.objects.select_related(
-        "project__owner", "submitter", "srpm__lease__builder"
+        "project__owner", "submitter", "srpm__lease__builder__pool"
     ).prefetch_related(
-        Prefetch("build_chroots", queryset=BuildChroot.objects.select_related("chroot", "lease__builder"))
+        Prefetch(
+            "build_chroots", queryset=BuildChroot.objects.select_related("chroot", "lease__builder__pool")
+        )
     )
 
 

@@ -7,10 +7,11 @@ SSH one (a normal build's builder), answers 404 and changes nothing.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +23,24 @@ from builds.selectors import served_by
 from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
 from coprssh.exceptions import NotFoundError
 from coprssh.openapi import CONFLICT, NOT_FOUND
+
+
+class GatewayOutput(serializers.Serializer[Any]):
+    host = serializers.CharField(help_text="The SSH gateway's name or address.")
+    port = serializers.IntegerField()
+    user = serializers.CharField(help_text="The account to give the gateway (it has no shell).")
+    host_key_fingerprint = serializers.CharField(help_text="SHA256 of the gateway's host key.")
+    proxy_jump = serializers.CharField(
+        help_text="The argument of ssh -J (and ProxyJump), e.g. coprssh-gw@gw:2222."
+    )
+    ssh_command = serializers.CharField(
+        source="command", help_text="The builder through the gateway: ssh -J GW -p PORT USER@BUILDER."
+    )
+
+
+class GatewayLoginOutput(serializers.Serializer[Any]):
+    at = serializers.DateTimeField(help_text="When the gateway accepted the login.")
+    address = serializers.CharField(allow_null=True, help_text="Where it came from.")
 
 
 class SshBuilderOutput(serializers.Serializer[Any]):
@@ -44,6 +63,29 @@ class SshBuilderOutput(serializers.Serializer[Any]):
     key_fingerprints = serializers.ListField(
         child=serializers.CharField(), help_text="The keys that can log in (SHA256:…)."
     )
+    route = serializers.CharField(
+        allow_null=True,
+        help_text='What ssh_command does: "direct", or "gateway" (ssh -J through the SSH gateway).',
+    )
+    direct_ssh_command = serializers.CharField(
+        source="direct_command",
+        allow_null=True,
+        help_text="The builder at its own address; null when its pool is reached through the gateway only.",
+    )
+    gateway = serializers.SerializerMethodField()
+    known_hosts = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="known_hosts lines that pin the builder's host key (and the gateway's, on a gateway route).",
+    )
+    ssh_config = serializers.CharField(allow_null=True, help_text="A ~/.ssh/config snippet: ssh coprssh-ID.")
+    last_gateway_login = GatewayLoginOutput(allow_null=True, help_text="The last login through the gateway.")
+
+    @extend_schema_field(GatewayOutput(allow_null=True))
+    def get_gateway(self, view: SshBuilderView) -> dict[str, object] | None:
+        """How to go through the gateway, when the builder's pool is reached through it."""
+        if view.gateway is None or view.gateway_command is None:
+            return None
+        return GatewayOutput({**asdict(view.gateway), "command": view.gateway_command}).data
 
 
 def _ssh_builder(request: AuthenticatedRequest, lease_id: int) -> SshBuilderView:

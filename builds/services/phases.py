@@ -214,6 +214,11 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
         "the default lifetime after the build ends; prolong it from the build page, the API, the CLI or the builder.",
         f"On the builder, run `{access.tool} help`.",
     ]
+    if access.route == "gateway":
+        lines.insert(
+            1,
+            "The builder is reached through the service's SSH gateway (ssh -J); the command is on the build page.",
+        )
     for line in lines:
         storage.backend_log(phase.storage_dir, line)
 

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import itertools
 import re
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -193,8 +194,10 @@ def expiry(value: Any) -> str:
 # --- the command ------------------------------------------------------------------------
 
 
-def ssh_argv(builder: dict[str, Any], extra: list[str] | None = None) -> list[str]:
-    """`ssh -p PORT USER@HOST [extra…]` for a ready builder; an IPv6 address stays bare."""
+def ssh_argv(
+    builder: dict[str, Any], extra: list[str] | None = None, *, via_gateway: bool = False
+) -> list[str]:
+    """`ssh [-J GATEWAY] -p PORT USER@HOST [extra…]` for a ready builder; an IPv6 address stays bare."""
     host = str(builder.get("host") or builder.get("ipv4") or builder.get("ipv6") or "")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # ssh would look "[::1]" up as a name
@@ -202,8 +205,57 @@ def ssh_argv(builder: dict[str, Any], extra: list[str] | None = None) -> list[st
     port = int(builder.get("port") or 22)
     if not host:
         raise SshError(f"SSH builder #{builder.get('id')} has no address yet.", 1)
+    jump = []
+    if via_gateway:
+        jump = ["-J", proxy_jump(builder)]
     # Options after the destination are still options to OpenSSH; the rest is the remote command.
-    return ["ssh", "-p", str(port), f"{user}@{host}", *(extra or [])]
+    return ["ssh", *jump, "-p", str(port), f"{user}@{host}", *(extra or [])]
+
+
+# `user@host`, `user@host:port` or `user@[v6]:port`, as the server spells the gateway for ssh -J.
+PROXY_JUMP = re.compile(r"[a-z_][a-z0-9_-]{0,31}@(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def gateway_of(builder: dict[str, Any]) -> dict[str, Any] | None:
+    """The builder's `gateway` object, when its pool is reached through the server's SSH gateway."""
+    gateway = builder.get("gateway")
+    return gateway if isinstance(gateway, dict) and gateway.get("proxy_jump") else None
+
+
+def proxy_jump(builder: dict[str, Any]) -> str:
+    gateway = gateway_of(builder)
+    if gateway is None:
+        raise SshError(
+            f"SSH builder #{builder.get('id')} is not reachable through the SSH gateway: its pool is reached directly.",
+            2,
+        )
+    value = str(gateway["proxy_jump"])
+    if not PROXY_JUMP.fullmatch(value):
+        raise SshError(f"the server names its SSH gateway oddly: {printable(value)!r}", 1)
+    return value
+
+
+def reachable(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the builder's own address opens from here."""
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def use_gateway(
+    builder: dict[str, Any], *, asked: bool, probe: Callable[[str, int], bool] = reachable
+) -> bool:
+    """Through the gateway when asked, when the server says so, or when the builder does not answer here."""
+    if asked:
+        return True
+    if gateway_of(builder) is None:
+        return False
+    if builder.get("route") == "gateway" or not builder.get("direct_ssh_command"):
+        return True
+    host = str(builder.get("host") or "")
+    return not probe(host, int(builder.get("port") or 22))
 
 
 # --- waiting until it is ready ---------------------------------------------------------

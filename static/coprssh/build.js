@@ -173,7 +173,8 @@
   const SSH_LIVE = ["queued", "provisioning", "ready"];
   const SSH_TEXT = [
     "queue_reason", "ssh_command", "host", "port", "user", "ipv4", "ipv6", "host_key_fingerprint",
-    "expires_at_display", "max_expires_at_display", "end",
+    "expires_at_display", "max_expires_at_display", "end", "other_command", "gateway_host_key_fingerprint",
+    "ssh_config", "known_hosts", "last_gateway_login",
   ];
 
   function setSsh(panel, ssh) {
@@ -186,6 +187,8 @@
       // The command is copied as it is; other empty values show a dash.
       node.textContent = value || (name === "ssh_command" || name === "queue_reason" ? "" : "—");
     }
+    const login = panel.querySelector('[data-ssh-field="last_gateway_login_line"]');
+    if (login) login.hidden = !ssh.last_gateway_login;
     const reason = panel.querySelector('[data-ssh-field="queue_reason"]');
     if (reason) reason.hidden = !ssh.queue_reason || !["queued", "provisioning"].includes(ssh.state);
     const keys = panel.querySelector('[data-ssh-field="key_fingerprints"]');

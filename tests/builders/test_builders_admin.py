@@ -307,6 +307,7 @@ def test_editing_a_failing_pool_changes_its_settings_and_keeps_its_health(ops):
             "max_builders": "6",
             "warm_builders": "1",
             "provider_settings": "{}",
+            "ssh_route": "both",
             "enabled": "on",
         },
     )
@@ -314,6 +315,7 @@ def test_editing_a_failing_pool_changes_its_settings_and_keeps_its_health(ops):
     assert response.status_code == 302, response.content.decode()[:2000]
     edited = Pool.objects.get(pk=failing.pk)
     assert (edited.max_builders, edited.warm_builders) == (6, 1)
+    assert edited.ssh_route == "both"
     assert (edited.consecutive_failures, edited.backoff_until) == (3, failing.backoff_until)
     assert edited.last_error == "cannot create builder: sshd not found"
 

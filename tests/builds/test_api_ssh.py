@@ -52,6 +52,12 @@ SSH_BUILDER_FIELDS = {
     "expires_at",
     "max_expires_at",
     "key_fingerprints",
+    "route",
+    "direct_ssh_command",
+    "gateway",
+    "known_hosts",
+    "ssh_config",
+    "last_gateway_login",
 }
 LINK_FIELDS = {"id", "state", "queue_reason", "ssh_command", "expires_at", "url"}
 SSH_BUILDERS_URL = "/api/v1/ssh-builders/"

@@ -46,14 +46,40 @@ def cmd_help(lease: Lease, args: argparse.Namespace) -> int:
         f"  (work directory: {lease.field('workdir')})\n"
         "\n"
         "Expiry\n" + "\n".join(expiry) + "\n"
-        "\n"
-        "Commands\n"
+        "\n" + login_lines(lease) + "Commands\n"
         "  copr-builder help                 this text\n"
         "  copr-builder show                 the lease as the service sees it now: expiry, time left\n"
         f"  copr-builder prolong [--hours N]  add N hours to the expiry (default 1, 1 to {MAX_HOURS})\n"
         "  copr-builder release [--yes]      end the lease now; the builder is then deleted"
     )
     return OK
+
+
+def login_lines(lease: Lease) -> str:
+    """How the owner logs in from their own machine (directly, or through the SSH gateway), if the file says."""
+    login = lease.data.get("login")
+    if not isinstance(login, dict):
+        return ""
+
+    def text(key: str) -> str:
+        value = login.get(key)
+        return value if isinstance(value, str) and value.isprintable() else ""
+
+    lines = ["Log in again, from your own machine"]
+    first, direct, through = text("ssh_command"), text("direct_command"), text("gateway_command")
+    if not first:
+        return ""
+    lines.append(f"  {first}")
+    other = direct if first == through else through
+    if other and other != first:
+        label = "directly" if other == direct else "through the SSH gateway (no IPv6, or behind a firewall)"
+        lines.append(f"  or {label}:")
+        lines.append(f"  {other}")
+    config = login.get("ssh_config")
+    if isinstance(config, str) and all(line.isprintable() for line in config.splitlines()):
+        lines.append(f"  or, with this in ~/.ssh/config: ssh coprssh-{lease.field('lease_id')}")
+        lines += [f"    {line}" for line in config.splitlines()]
+    return "\n".join(lines) + "\n\n"
 
 
 def show_lines(

@@ -41,7 +41,8 @@ def cmd_ssh(ctx: Context) -> int:
             f"stopped waiting; SSH builder #{ident} keeps its place "
             f"(`coprssh ssh {args.build}` waits again, `coprssh release {ident}` gives it up)."
         )
-    argv = sshlib.ssh_argv(builder, args.extra)
+    via_gateway = sshlib.use_gateway(builder, asked=args.via_gateway)
+    argv = sshlib.ssh_argv(builder, args.extra, via_gateway=via_gateway)
     where = f" for {builder['chroot']}" if builder.get("chroot") else ""
     note(
         f"SSH builder #{ident}{where} of build #{args.build} is ready until {sshlib.expiry(builder.get('expires_at'))}."
@@ -50,6 +51,12 @@ def cmd_ssh(ctx: Context) -> int:
         note(
             f"Its host key is {builder['host_key_fingerprint']}: if ssh asks whether to trust the host, "
             "check that it shows this fingerprint (or paste it at ssh's prompt)."
+        )
+    gateway = sshlib.gateway_of(builder)
+    if via_gateway and gateway is not None:
+        note(
+            f"Through the SSH gateway {gateway.get('proxy_jump')}, whose host key is "
+            f"{gateway.get('host_key_fingerprint')}."
         )
     if args.print:
         ctx.show(
@@ -227,7 +234,7 @@ def add_commands(command: AddCommand) -> None:
         "ssh",
         cmd_ssh,
         "log in to the SSH builder of a build, waiting until it is ready",
-        usage="%(prog)s [-h] [--chroot CHROOT] [--timeout DURATION] [--print] BUILD [-- SSH_ARGS...]",
+        usage="%(prog)s [-h] [--chroot CHROOT] [--timeout DURATION] [--print] [--via-gateway] BUILD [-- SSH_ARGS...]",
         epilog="after --, arguments go to ssh: options (e.g. -L 8080:localhost:80) or a command to run.",
     )
     ssh.add_argument("build", type=build_id, metavar="BUILD", help="a build resubmitted with SSH")
@@ -243,6 +250,11 @@ def add_commands(command: AddCommand) -> None:
         "--interval", type=seconds, default=2.0, metavar="SECONDS", help="how often to ask (default 2)"
     )
     ssh.add_argument("--print", action="store_true", help="print the ssh command instead of running it")
+    ssh.add_argument(
+        "--via-gateway",
+        action="store_true",
+        help="go through the server's SSH gateway (ssh -J); the default when the builder does not answer directly",
+    )
     ssh.set_defaults(extra=[])
 
     prolong = command("prolong", cmd_prolong, "keep an SSH builder longer (up to its cap)")

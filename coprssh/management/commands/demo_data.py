@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management.base import BaseCommand
 
-from builders.models import Pool
+from builders.models import Pool, SshRoute
 from builds.models import Chroot, Project
 from builds.services import create_project, submit_build
 from builds.sources import check_upload
@@ -57,6 +57,9 @@ class Command(BaseCommand):
                 "architectures": [arch],
                 "max_builders": 4,
                 "warm_builders": 1,
+                # The demo shows both ways in: the SSH gateway first (a loopback builder has no
+                # public address), and directly.
+                "ssh_route": SshRoute.BOTH,
             },
         )
         state = "created" if created else "exists"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('builders', '0005_pool_health'),
+        ('builders', '0006_ssh_gateway'),
     ]
 
     operations = [
