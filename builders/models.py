@@ -238,6 +238,8 @@ class Lease(models.Model):
     warned_at = models.DateTimeField(null=True, blank=True)
     # SHA-256 of the lease token given to copr-builder; the token itself is never stored.
     token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # When the user's keys were on the builder: from then on an SSH lease is ready to log in to.
+    access_ready_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
 

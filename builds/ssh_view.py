@@ -82,7 +82,8 @@ def public_state(lease: Lease) -> str:
     if lease.state in (Lease.State.WAITING, Lease.State.ASSIGNED):
         return "provisioning"
     if lease.state == Lease.State.ACTIVE:
-        return "ready"
+        # Active, but the keys are not on the builder yet: a login would be refused.
+        return "ready" if lease.access_ready_at else "provisioning"
     return "failed" if lease.end_reason in (Lease.EndReason.FAILED, Lease.EndReason.TERMINATED) else "ended"
 
 
@@ -95,7 +96,7 @@ def view_of(
     last_login: GatewayLogin | None = None,
 ) -> SshBuilderView:
     """The SSH builder of `lease`; without `details`, nothing that says where or how to log in."""
-    builder = lease.builder if details and lease.state == Lease.State.ACTIVE else None
+    builder = lease.builder if details and public_state(lease) == "ready" else None
     host = builder.host if builder is not None else None
     ready = builder if host else None  # ready to log in to, and the viewer may know where
     fingerprints = [k.fingerprint for k in keys_of(build)] if build and details else []

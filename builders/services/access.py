@@ -157,6 +157,7 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
             detail="keys " + ", ".join(fingerprints),
         )
         gateway.record_lease_keys(lease=lease, keys=keys)
+        Lease.objects.filter(pk=lease.pk).update(access_ready_at=timezone.now())
     host = builder.host or ""
     return Access(
         user=builder.login_user,

@@ -77,6 +77,8 @@ def make_lease(*, owner: AbstractBaseUser, **overrides: Any) -> Lease:
         fields.setdefault("started_at", now)
         fields.setdefault("max_expires_at", fields["started_at"] + timedelta(hours=48))
         fields.setdefault("expires_at", fields["started_at"] + timedelta(hours=1))
+        if fields["ssh"]:
+            fields.setdefault("access_ready_at", fields["started_at"])  # its keys are deployed
     if state == Lease.State.ENDED:
         fields.setdefault("ended_at", now)
         fields.setdefault("end_reason", Lease.EndReason.RELEASED)

@@ -179,7 +179,7 @@ def chroot_of(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def make_ready(lease_id: int) -> Lease:
-    """Give a waiting SSH lease a fresh builder and start it, as the tick and the phase task do."""
+    """Give a waiting SSH lease a fresh builder, start it and mark its keys deployed, as the tick and the phase task do."""
     lease = Lease.objects.get(pk=lease_id)
     builder = make_builder(
         pool=make_pool(architectures=[lease.arch]),
@@ -194,7 +194,10 @@ def make_ready(lease_id: int) -> Lease:
         state=Lease.State.ASSIGNED, builder=builder, assigned_at=timezone.now()
     )
     assert assigned == 1
-    return builders.start_lease(lease_id=lease_id)
+    builders.start_lease(lease_id=lease_id)
+    # The phase task deploys the keys next; from then on the builder is ready to log in to.
+    Lease.objects.filter(pk=lease_id).update(access_ready_at=timezone.now())
+    return Lease.objects.get(pk=lease_id)
 
 
 def lease_row(lease_id: int) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from builders.models import AuditEvent, Builder, Lease, SshRoute
 from builders.providers import generate_host_key
 from builders.selectors import host_key_fingerprint
 from builders.services import record_gateway_logins
-from tests.builders.conftest import builder_settings, builders_root, queued  # noqa: F401 - fixtures
+from tests.builders.conftest import builder_settings, builders_root  # noqa: F401 - fixtures
 from tests.builders.factories import make_builder, make_lease, make_pool
 from tests.builders.gateway_fixtures import *  # noqa: F403 - the fixtures
 from tests.builders.gateway_fixtures import new_key

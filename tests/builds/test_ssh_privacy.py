@@ -109,7 +109,9 @@ def ready(ssh_build) -> Lease:
     """The SSH build's builder is up and its lease active, as the tick and the phase task leave it."""
     lease = ssh_build.build_chroots.get().lease
     give_builder(lease)
-    return builders.start_lease(lease_id=lease.pk)
+    builders.start_lease(lease_id=lease.pk)
+    Lease.objects.filter(pk=lease.pk).update(access_ready_at=timezone.now())  # the keys are deployed
+    return Lease.objects.get(pk=lease.pk)
 
 
 def web_client(who: Any) -> Client:

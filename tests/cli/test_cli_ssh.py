@@ -58,7 +58,7 @@ def last_line(result: subprocess.CompletedProcess[str]) -> int:
 def make_ready(
     lease_id: int, *, port: int = 2222, ipv4: str | None = "127.0.0.1", **builder: object
 ) -> Lease:
-    """The lease active on a fresh single-use builder, with an expiry and a cap, as start_lease leaves it."""
+    """The lease active on a fresh single-use builder, with an expiry, a cap and its keys deployed."""
     lease = Lease.objects.get(pk=lease_id)
     machine = make_builder(
         state=Builder.State.LEASED, port=port, ipv4=ipv4, sandbox=lease.sandbox, single_use=True, **builder
@@ -72,6 +72,7 @@ def make_ready(
         started_at=now,
         expires_at=now + timedelta(hours=1),
         max_expires_at=now + timedelta(hours=48),
+        access_ready_at=now,
     )
     return Lease.objects.get(pk=lease_id)
 
