@@ -6,7 +6,6 @@ The LeaseToken scheme is accepted on these views only; every other endpoint igno
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -16,7 +15,7 @@ from rest_framework.views import APIView
 from builders import services
 from builders.models import Lease
 from coprssh.openapi import CONFLICT
-from coprssh.tokens import ScopedTokenAuthentication
+from coprssh.tokens import ScopedTokenAuthentication, ScopedTokenScheme
 
 
 class LeaseTokenAuthentication(ScopedTokenAuthentication):
@@ -31,17 +30,10 @@ class LeaseTokenAuthentication(ScopedTokenAuthentication):
         return None if lease is None else (lease.owner, lease)
 
 
-class LeaseTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class LeaseTokenScheme(ScopedTokenScheme):  # type: ignore[no-untyped-call]  # drf-spectacular is untyped
     target_class = "builders.api.LeaseTokenAuthentication"
     name = "leaseToken"
-
-    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "LeaseToken <token>",
-        }
+    keyword = "LeaseToken"
 
 
 class LeaseOutput(serializers.ModelSerializer[Lease]):

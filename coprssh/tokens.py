@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -40,3 +41,17 @@ class ScopedTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+class ScopedTokenScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of one ScopedTokenAuthentication (subclasses name it in target_class)."""
+
+    keyword = ""
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": f"{self.keyword} <token>",
+        }

@@ -14,9 +14,7 @@ from builders.services.leases import (
     MAX_PROLONG_HOURS,
     assign_waiting_leases,
     expire_leases,
-    issue_lease_token,
     keep_after_work,
-    lease_for_token,
     prolong_lease,
     promote_all_queued,
     promote_queued_leases,
@@ -39,6 +37,7 @@ from builders.services.pools import PoolHealth, resume_pool
 from builders.services.pools import health_of as pool_health
 from builders.services.quota import quota_for, slot_holders
 from builders.services.recovery import delete_orphans, recover_abandoned_builders, recover_stuck
+from builders.services.tokens import issue_lease_token, lease_for_token
 
 __all__ = [
     "MAX_PROLONG_HOURS",

@@ -28,8 +28,8 @@ from builders.providers.base import Machine, ProviderError
 from builders.selectors import LoginRoute, login_route
 from builders.services import gateway
 from builders.services.common import TICK, LeaseNotActive, Via, audit
-from builders.services.leases import issue_lease_token
 from builders.services.machines import machine_of, provider_for
+from builders.services.tokens import issue_lease_token
 from coprssh.exceptions import ServiceError
 from keys.parser import PublicKey
 

@@ -7,9 +7,7 @@ gets a sandbox of its own and its builder is terminated when the lease ends.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import secrets
 import uuid
 from datetime import datetime, timedelta
 
@@ -459,29 +457,6 @@ def _audit_expiry(now: datetime) -> None:
                 ops.adapt_datetimefield_value(now),
             ],
         )
-
-
-# --- lease tokens ----------------------------------------------------------------------
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def issue_lease_token(*, lease_id: int) -> str:
-    """A new secret that can prolong or release this one lease (and nothing else); replaces any earlier one."""
-    token = secrets.token_urlsafe(32)
-    with transaction.atomic():
-        if not Lease.objects.open().filter(pk=lease_id).update(token_hash=_token_hash(token)):
-            raise LeaseNotActive(f"Lease #{lease_id} has ended.")
-    return token
-
-
-def lease_for_token(token: str) -> Lease | None:
-    """The open lease this token belongs to; None once the lease has ended."""
-    if not token or len(token) > 200:
-        return None
-    return Lease.objects.open().select_related("owner").filter(token_hash=_token_hash(token)).first()
 
 
 # --- recovery -------------------------------------------------------------------------

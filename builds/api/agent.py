@@ -10,7 +10,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, parsers, permissions, serializers, status
@@ -21,7 +20,7 @@ from rest_framework.views import APIView
 
 from builds.services import reports
 from coprssh.openapi import CONFLICT, TOO_LARGE, ErrorDetail
-from coprssh.tokens import ScopedTokenAuthentication
+from coprssh.tokens import ScopedTokenAuthentication, ScopedTokenScheme
 
 
 class PhaseTokenAuthentication(ScopedTokenAuthentication):
@@ -36,17 +35,10 @@ class PhaseTokenAuthentication(ScopedTokenAuthentication):
         return None if reporter is None else (AnonymousUser(), reporter)
 
 
-class PhaseTokenScheme(OpenApiAuthenticationExtension):
+class PhaseTokenScheme(ScopedTokenScheme):
     target_class = "builds.api.agent.PhaseTokenAuthentication"
     name = "phaseToken"
-
-    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": "PhaseToken <token>",
-        }
+    keyword = "PhaseToken"
 
 
 class HasPhaseToken(permissions.BasePermission):
