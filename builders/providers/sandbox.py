@@ -46,6 +46,19 @@ class Sandbox:
     log = _File("sshd.log")
 
 
+# sshd_config lines that let in public keys only, for builders and the gateway alike. PAM would
+# bring the host's login policy (and its need for root) into a sandbox.
+PUBLIC_KEY_ONLY = (
+    "AuthorizedPrincipalsFile none",
+    "AuthenticationMethods publickey",
+    "PubkeyAuthentication yes",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "HostbasedAuthentication no",
+    "UsePAM no",
+)
+
+
 def login_user() -> str:
     # The account sshd runs as is the only one it can log in without root. Ask the kernel rather
     # than getpass.getuser(), which believes $USER/$LOGNAME.
@@ -138,14 +151,7 @@ def sshd_config(
         f"HostKey {box.host_key}",
         f"PidFile {box.pid_file}",
         f"AuthorizedKeysFile {keys}",
-        "AuthorizedPrincipalsFile none",
-        "AuthenticationMethods publickey",
-        "PubkeyAuthentication yes",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "HostbasedAuthentication no",
-        # PAM would bring the host's login policy (and its need for root) into a sandbox.
-        "UsePAM no",
+        *PUBLIC_KEY_ONLY,
         # Only an isolated builder's own account may log in, root never; without isolation the
         # service's account (root, when the service is) must.
         "PermitRootLogin no" if account else "PermitRootLogin prohibit-password",
