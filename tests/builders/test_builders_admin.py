@@ -338,6 +338,8 @@ def _pool_form(name: str, provider: str, settings: str) -> dict[str, str]:
         "max_builders": "2",
         "warm_builders": "0",
         "provider_settings": settings,
+        "ssh_route": "direct",
+        "reaches_service": "on",
         "enabled": "on",
     }
 
