@@ -305,7 +305,9 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "save_limit": 1000,
-    "poll": 0.5,
+    # How often an idle cluster asks the database for tasks: each task hop waits half of it on
+    # average (a user waiting for an SSH builder waits for one such hop).
+    "poll": env_int("COPRSSH_TASK_POLL_MS", 200, minimum=50, maximum=10_000) / 1000,
     "label": "Task queue",
     "sync": env_bool("COPRSSH_TASKS_SYNC", False),
 }
