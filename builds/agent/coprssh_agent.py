@@ -108,6 +108,7 @@ class Reporter:
 
     INTERVAL = 0.5  # seconds between looks at the log
     GIVE_UP = 300.0  # how long the end is retried against a service that does not answer
+    STOPPED_GIVE_UP = 3.0  # the same, for an agent that was told to stop
 
     def __init__(self, agent: Agent, config: dict[str, Any]) -> None:
         self.agent = agent
@@ -132,7 +133,8 @@ class Reporter:
             headers={"Authorization": f"PhaseToken {self.token}", "Content-Type": content_type},
         )
         try:
-            with urllib.request.urlopen(req, timeout=20) as response:  # noqa: S310 - the service's own URL
+            timeout = 3 if self.agent.canceled else 20
+            with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the service's own URL
                 return response.status, json.loads(response.read(65536) or b"{}")
         except urllib.error.HTTPError as exc:
             try:
@@ -171,10 +173,14 @@ class Reporter:
                 time.sleep(1)  # the service is unreachable for now; the log waits on disk
 
     def finish(self, state: str, reason: str) -> None:
-        """Send the rest of the log, then the end; give up after GIVE_UP seconds of trying."""
+        """Send the rest of the log, then the end; give up after GIVE_UP seconds of trying.
+
+        A stopped agent (SIGTERM: a cancel, or the machine going down) tries only briefly: it must
+        not hold up the machine's shutdown, and a phase the service canceled refuses it anyway.
+        """
         self.done.set()
-        self.thread.join(30)
-        give_up = time.monotonic() + self.GIVE_UP
+        self.thread.join(5 if self.agent.canceled else 30)
+        give_up = time.monotonic() + (self.STOPPED_GIVE_UP if self.agent.canceled else self.GIVE_UP)
         pause = 0.5
         while not self.closed and time.monotonic() < give_up:
             try:
