@@ -341,7 +341,9 @@ COPRSSH_BUILD_TIMEOUT = env_int("COPRSSH_BUILD_TIMEOUT", 5 * 3600, minimum=60)
 # The agent on a builder reports its live log and its end to COPRSSH_PUBLIC_URL. One report carries
 # at most this many bytes of log; an agent silent for COPRSSH_AGENT_SILENCE seconds gets its builder
 # checked once over SSH by the builds tick.
-COPRSSH_AGENT_CHUNK_BYTES = env_int("COPRSSH_AGENT_CHUNK_BYTES", 256 * 1024, minimum=1024, maximum=8 * 1024**2)
+COPRSSH_AGENT_CHUNK_BYTES = env_int(
+    "COPRSSH_AGENT_CHUNK_BYTES", 256 * 1024, minimum=1024, maximum=8 * 1024**2
+)
 COPRSSH_AGENT_SILENCE = env_int("COPRSSH_AGENT_SILENCE", 90, minimum=5, maximum=3600)
 # Architecture of the builders that run SRPM phases (default: this machine's).
 COPRSSH_SRPM_ARCH = env_str("COPRSSH_SRPM_ARCH", platform.machine())

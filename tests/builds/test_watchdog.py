@@ -100,7 +100,9 @@ def test_a_dead_builder_is_found_by_the_watchdog_and_its_phase_fails(farm, alice
     assert Lease.objects.get(pk=bc.lease_id).end_reason == Lease.EndReason.FAILED
 
 
-def test_an_agent_that_cannot_reach_the_service_is_checked_and_its_build_still_finishes(farm, alice, settings):
+def test_an_agent_that_cannot_reach_the_service_is_checked_and_its_build_still_finishes(
+    farm, alice, settings
+):
     settings.COPRSSH_PUBLIC_URL = _closed_port_url()
     settings.COPRSSH_AGENT_SILENCE = 0
     project = make_project(alice, chroots=[CHROOTS[0]])
