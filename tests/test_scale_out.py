@@ -228,8 +228,10 @@ def service(settings: Any, tmp_path: Path, transactional_db: None, live_server: 
         yield machine
     finally:
         # Before the database is flushed: the clusters first, so that nothing starts new builders.
-        machine.stop_clusters()
-        machine.remove_builders()
+        try:
+            machine.stop_clusters()
+        finally:
+            machine.remove_builders()
 
 
 @pytest.fixture
@@ -390,14 +392,15 @@ def test_six_builds_run_on_one_worker_and_an_ssh_deploy_meanwhile_is_not_held_be
     assert len(re.findall(r" ready for work at ", service.clusters[0].text())) == 1
     assert not Task.objects.filter(success=False).exists(), service.describe()
 
-    release_lease(lease_id=ssh_phase.lease_id, via=Via(user=alice, source="web"), owner=alice)
     builder = Builder.objects.get(pk=Lease.objects.get(pk=ssh_phase.lease_id).builder_id)
+    account = account_of(builder)  # while it exists
+    release_lease(lease_id=ssh_phase.lease_id, via=Via(user=alice, source="web"), owner=alice)
     service.wait(
         lambda: Builder.objects.get(pk=builder.pk).state == Builder.State.TERMINATED,
         timeout=60,
         what="the released SSH builder to be deleted",
     )
-    assert leftovers(service.root / builder.provider_id, account_of(builder)) == []
+    assert leftovers(service.root / builder.provider_id, account) == []
 
 
 # -- two clusters on one database -----------------------------------------------------------------
@@ -529,6 +532,7 @@ def test_two_clusters_on_one_database_do_each_thing_once_under_a_burst(service, 
     # Release them all (the queued ones first, or they would take the freed slots) as alice would.
     ssh_builders = list(Builder.objects.filter(leases__in=ssh_leases))
     accounts = builder_accounts(service.root)
+    ssh_accounts = {builder.pk: account_of(builder) for builder in ssh_builders}  # while they exist
     by_alice = Via(user=alice, source="api")
     for lease in sorted(ssh_leases, key=lambda lease: lease.state != Lease.State.QUEUED):
         release_lease(lease_id=lease.pk, via=by_alice, owner=alice)
@@ -543,7 +547,7 @@ def test_two_clusters_on_one_database_do_each_thing_once_under_a_burst(service, 
     assert max(seen.slot_holders) <= 2
     assert ssh_leases.exclude(state=Lease.State.ENDED).count() == 0
     for builder in ssh_builders:
-        assert leftovers(service.root / builder.provider_id, account_of(builder)) == []
+        assert leftovers(service.root / builder.provider_id, ssh_accounts[builder.pk]) == []
     # No queued lease took a freed slot, and by the audit log no more than two held a builder at once.
     assert set(Builder.objects.filter(leases__in=ssh_leases)) == set(ssh_builders)
     got = dict(events.filter(action=AuditEvent.Action.LEASE_ASSIGNED).values_list("lease_id", "created_at"))
