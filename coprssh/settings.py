@@ -253,7 +253,7 @@ COPRSSH_API_RATE_USER = env_str("COPRSSH_API_RATE_USER", "600/min")
 # /api/v1/keys/check/ per user, and the GitHub/FAS names not yet cached it looks up per user.
 COPRSSH_API_RATE_KEYS_CHECK = env_str("COPRSSH_API_RATE_KEYS_CHECK", "60/min")
 COPRSSH_API_RATE_KEY_REFERENCES = env_str("COPRSSH_API_RATE_KEY_REFERENCES", "30/hour")
-# Reports from one build phase's agent (live log chunks, its end): it sends about two a second.
+# Reports from one build phase's agent (live log chunks, its end): it sends about one a second.
 COPRSSH_API_RATE_AGENT = env_str("COPRSSH_API_RATE_AGENT", "600/min")
 _PERIODS = {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
 for _name in ("ANON", "USER", "KEYS_CHECK", "KEY_REFERENCES", "AGENT"):

@@ -106,7 +106,7 @@ def address_problem(
 class Reporter:
     """Sends the live log and the end to the service; never lets a network failure stop the build."""
 
-    INTERVAL = 0.5  # seconds between looks at the log
+    INTERVAL = 1.0  # seconds between looks at the log: at most one report a second while it grows
     GIVE_UP = 300.0  # how long the end is retried against a service that does not answer
     STOPPED_GIVE_UP = 3.0  # the same, for an agent that was told to stop
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Q
@@ -87,25 +87,25 @@ def append_log(*, reporter: Reporter, offset: int, data: bytes) -> int:
         raise ServiceError("The offset must be 0 or more.", field="offset")
     if len(data) > settings.COPRSSH_AGENT_CHUNK_BYTES:
         raise ServiceError(f"A chunk holds at most {settings.COPRSSH_AGENT_CHUNK_BYTES} bytes.", field="data")
-    model = _model(reporter.kind)
-    row = model.objects.filter(pk=reporter.phase_id, state__in=OPEN).values("log_size", "build_id").first()
-    if row is None:
+    phase = load_phase(kind=reporter.kind, phase_id=reporter.phase_id)
+    if phase is None or phase.state not in OPEN:
         raise PhaseOver("The phase is over.")
-    stored = row["log_size"]
+    stored = phase.log_size
     if offset > stored:
         raise LogGap(stored)
     fresh = data[stored - offset :]
     now = timezone.now()
     if fresh:
-        phase = load_phase(kind=reporter.kind, phase_id=reporter.phase_id)
-        assert phase is not None
-        stored = _store_log(phase, fresh) or stored
-    model.objects.filter(pk=reporter.phase_id, state__in=OPEN, reported_state="").update(alive_at=now)
+        return _store_log(phase, fresh, alive_at=now) or stored
+    _model(reporter.kind).objects.filter(pk=reporter.phase_id, state__in=OPEN).update(alive_at=now)
     return stored
 
 
-def _store_log(phase: Phase, data: bytes) -> int | None:
-    """Write `data` after the stored log, within the cap; return the new size, None if another wrote first."""
+def _store_log(phase: Phase, data: bytes, *, alive_at: datetime | None = None) -> int | None:
+    """Write `data` after the stored log, within the cap; return the new size, None if another wrote first.
+
+    `alive_at`: the agent sent it, which is also its sign of life (one UPDATE for both).
+    """
     limit = settings.COPRSSH_MAX_LOG_BYTES
     offset = phase.log_size
     if offset >= limit:
@@ -115,7 +115,10 @@ def _store_log(phase: Phase, data: bytes) -> int | None:
     storage.write_at(phase.storage_dir, storage.LIVE_LOG, offset, data)
     size = offset + len(data)
     # Compare-and-swap on the size: of two reports of the same bytes, one moves it.
-    if type(phase).objects.filter(pk=phase.pk, log_size=offset).update(log_size=size):
+    fields: dict[str, object] = {"log_size": size}
+    if alive_at is not None:
+        fields["alive_at"] = alive_at
+    if type(phase).objects.filter(pk=phase.pk, log_size=offset).update(**fields):
         phase.log_size = size
         return size
     return None
