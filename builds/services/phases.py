@@ -27,9 +27,11 @@ from builders.providers.base import ProviderError
 from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 from builds.selectors import Phase, chroot_of, keys_of, kind_of, load_phase, phase_of_lease
+from builds.services.notify import announce_ready
 from builds.services.leases import request_chroot_leases, rerun_command
 from builds.services.state import queue_check, queue_phase_ready, queue_stop, update_build_state
 from builds.untrusted import one_line
+from coprssh.exceptions import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     label = f"{phase.build_id}-{chroot_of(phase)}"
     workdir = runner.new_workdir(builder, label)
     # backend.log is public: where a user's builder is reached is for its owner (the build page).
-    where = "" if phase.build.ssh else f" ({builder.host}:{builder.port})"
+    where = "" if phase.build.has_ssh_keys else f" ({builder.host}:{builder.port})"
     storage.backend_log(phase.storage_dir, f"Builder {builder}{where} assigned; starting in {workdir}.")
     # The agent reports with this token; a builder that cannot reach the service gets none and is
     # checked over SSH by the tick instead. A restarted start (see rescue_phases) makes a new one.
@@ -97,6 +99,8 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     except (runner.RunnerError, ProviderError, builders.DeployError) as exc:
         _fail_start(phase, str(getattr(exc, "message", exc)))
         return load(kind_of(phase), phase.pk)
+    if phase.build.ssh:
+        announce_ready(lease_id=lease_id)
     now = timezone.now()
     with transaction.atomic():
         moved = model.objects.filter(pk=phase.pk, state=State.STARTING).update(
@@ -192,8 +196,9 @@ def _fail_start(phase: Phase, reason: str) -> None:
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
 
 
-def _open_ssh_access(phase: Phase, workdir: str) -> None:
-    """Before an SSH build starts: the user's keys, copr-builder and the lease file on the builder."""
+def _open_ssh_access(phase: Phase, workdir: str, *, after_failure: bool = False) -> None:
+    """The user's keys, copr-builder and the lease file on the builder: before an SSH build starts,
+    or `after_failure` of a build that keeps its builder then."""
     build = phase.build
     info = builders.LeaseInfo(
         project=build.project.full_name,
@@ -208,10 +213,16 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
     )
     expires = timezone.localtime(access.expires_at)
     # backend.log is public: no host, port, command or key fingerprints here (issue #10).
+    prolong = "prolong it from the build page, the API, the CLI or the builder."
+    kept = (
+        f"The builder is kept for debugging until {expires:%Y-%m-%d %H:%M:%S %Z}; {prolong}"
+        if after_failure
+        else f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
+        f"the default lifetime after the build ends; {prolong}"
+    )
     lines = [
         "SSH access was set up for the owner; connection details are on the build page for the owner.",
-        f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
-        "the default lifetime after the build ends; prolong it from the build page, the API, the CLI or the builder.",
+        kept,
         f"On the builder, run `{access.tool} help`.",
     ]
     for line in lines:
@@ -236,18 +247,13 @@ def finish_phase(
         state, State.FAILED
     )
     fetched: list[str] = []
-    if build.ssh:
+    # A keep-on-failure build's failed phase: its builder becomes the owner's below, once the
+    # spec and the logs are in (the live log is stored already); nothing is published.
+    keep = build.ssh_on_failure and final == State.FAILED and lease_reason == Lease.EndReason.BUILD_FINISHED
+    if build.ssh or keep:
         # Nothing built on a user's builder is trusted: only the spec (and the logs) come back.
         if isinstance(phase, SrpmPhase):
-            try:
-                fetched = runner.fetch_results(
-                    builder_of(phase),
-                    workdir=phase.remote_dir,
-                    target=storage.ensure_dir(phase.storage_dir),
-                    only=SPEC_ONLY,
-                )
-            except runner.RunnerError as exc:
-                log.warning("fetching the spec of %s: %s", phase, exc)
+            fetched = _fetch_spec(phase)
     elif final == State.SUCCEEDED:
         target = storage.ensure_dir(phase.storage_dir)
         pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
@@ -300,8 +306,63 @@ def finish_phase(
             phase.storage_dir, f"The builder is kept for debugging until {until:%Y-%m-%d %H:%M:%S %Z}."
         )
         return
+    if keep:
+        _keep_for_ssh(phase)
+        return
     # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=lease_reason)
+
+
+def _fetch_spec(phase: SrpmPhase) -> list[str]:
+    """The spec of an SRPM phase from its builder (an SSH builder's, or one about to become one)."""
+    try:
+        return runner.fetch_results(
+            builder_of(phase),
+            workdir=phase.remote_dir,
+            target=storage.ensure_dir(phase.storage_dir),
+            only=SPEC_ONLY,
+        )
+    except runner.RunnerError as exc:
+        log.warning("fetching the spec of %s: %s", phase, exc)
+        return []
+
+
+def _keep_for_ssh(phase: Phase) -> None:
+    """A keep-on-failure build's phase failed: its builder becomes the owner's SSH builder, or goes, saying why."""
+    lease_id = lease_of(phase)
+    try:
+        builders.keep_for_ssh(lease_id=lease_id, via=builders.TASK)
+    except builders.OverQuota as exc:
+        # Nobody had access to it: the builder goes back to its sandbox like any other.
+        _not_kept(phase, f"you are at your SSH quota ({exc.message})")
+        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.BUILD_FINISHED)
+        return
+    except (builders.LeaseNotActive, NotFoundError) as exc:
+        _not_kept(phase, f"its lease had ended ({exc.message})")
+        return
+    storage.backend_log(
+        phase.storage_dir,
+        "The build failed: its builder is kept for SSH access, as asked when it was submitted.",
+    )
+    try:
+        _open_ssh_access(phase, phase.remote_dir, after_failure=True)
+    except (builders.DeployError, builders.LeaseNotActive, ProviderError) as exc:
+        _not_kept(
+            phase, f"SSH access could not be set up ({one_line(str(getattr(exc, 'message', exc)), cap=300)})"
+        )
+        # Keys may have reached it half-way: the builder is not reused.
+        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+        return
+    announce_ready(lease_id=lease_id)
+
+
+def _not_kept(phase: Phase, reason: str) -> None:
+    """Record (on the phase and in backend.log) why a failed phase's builder was not kept for SSH."""
+    text = f"The builder was not kept for SSH: {reason}"[:480]
+    type(phase).objects.filter(pk=phase.pk).update(not_kept_reason=text)
+    storage.backend_log(
+        phase.storage_dir, f"{text}. To debug the build on a builder of its own, resubmit it and allow SSH."
+    )
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:
