@@ -27,8 +27,8 @@ from builders.providers.base import ProviderError
 from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 from builds.selectors import Phase, chroot_of, keys_of, kind_of, load_phase, phase_of_lease
-from builds.services.notify import announce_ready
 from builds.services.leases import request_chroot_leases, rerun_command
+from builds.services.notify import announce_ready
 from builds.services.state import queue_check, queue_phase_ready, queue_stop, update_build_state
 from builds.untrusted import one_line
 from coprssh.exceptions import NotFoundError
