@@ -146,8 +146,8 @@ def build_new(request: AuthenticatedHttpRequest, owner: str, name: str) -> HttpR
         raise PermissionDenied(f"Only the owner of {project.full_name} can build in it.")
     chroots = project.chroots.filter(active=True).order_by("name")
     saved_keys = SavedKey.objects.filter(user=request.user).count()
-    mine = {"chroots": chroots, "user": request.user, "saved_keys": saved_keys}
-    form = BuildForm(request.POST, request.FILES, **mine) if request.method == "POST" else BuildForm(**mine)
+    posted = (request.POST, request.FILES) if request.method == "POST" else ()
+    form = BuildForm(*posted, chroots=chroots, user=request.user, saved_keys=saved_keys)
     build = _call_when_valid(
         form,
         lambda: services.submit_build(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import forms
 
 from coprssh.models import time_zones
@@ -25,10 +23,7 @@ class AccountSettingsForm(forms.Form):
     time_zone = forms.ChoiceField(
         label="Time zone",
         required=False,
+        # A callable: the zones are read when a form is made, not when this module is imported.
+        choices=lambda: [("", "UTC (not set)"), *((name, name) for name in sorted(time_zones()))],
         help_text="Times in the mails are given in it; without one, in UTC.",
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        zones = sorted(time_zones())
-        self.fields["time_zone"].choices = [("", "UTC (not set)"), *((name, name) for name in zones)]
