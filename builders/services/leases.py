@@ -266,10 +266,7 @@ def keep_for_ssh(*, lease_id: int, via: Via) -> Lease:
         quota = quotas.quota_for(owner)
         holders = quotas.slot_holders(owner)
         if len(holders) >= quota.max_ssh_builders:
-            refusal = OverQuota(
-                f"{quotas.slots_in_use(quota, holders)}; release one of them, or resubmit and allow SSH "
-                "(that build waits for a free slot)."
-            )
+            refusal = OverQuota(quotas.slots_in_use(quota, holders))
         else:
             now = timezone.now()
             sandbox = f"ssh-{uuid.uuid4().hex}"

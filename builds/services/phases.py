@@ -334,7 +334,11 @@ def _keep_for_ssh(phase: Phase) -> None:
         builders.keep_for_ssh(lease_id=lease_id, via=builders.TASK)
     except builders.OverQuota as exc:
         # Nobody had access to it: the builder goes back to its sandbox like any other.
-        _not_kept(phase, f"you are at your SSH quota ({exc.message})")
+        _not_kept(
+            phase,
+            f"you are at your SSH quota ({exc.message})",
+            hint="Release one of them, or resubmit the build and allow SSH: that build waits for a free slot.",
+        )
         builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.BUILD_FINISHED)
         return
     except (builders.LeaseNotActive, NotFoundError) as exc:
@@ -356,13 +360,16 @@ def _keep_for_ssh(phase: Phase) -> None:
     announce_ready(lease_id=lease_id)
 
 
-def _not_kept(phase: Phase, reason: str) -> None:
+def _not_kept(
+    phase: Phase,
+    reason: str,
+    *,
+    hint: str = "To debug the build on a builder of its own, resubmit it and allow SSH.",
+) -> None:
     """Record (on the phase and in backend.log) why a failed phase's builder was not kept for SSH."""
     text = f"The builder was not kept for SSH: {reason}"[:480]
     type(phase).objects.filter(pk=phase.pk).update(not_kept_reason=text)
-    storage.backend_log(
-        phase.storage_dir, f"{text}. To debug the build on a builder of its own, resubmit it and allow SSH."
-    )
+    storage.backend_log(phase.storage_dir, f"{text}. {hint}")
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:

@@ -107,8 +107,9 @@ def test_at_quota_nothing_changes_and_the_reason_names_the_slot_holders(clock, u
     with pytest.raises(OverQuota) as refused:
         services.keep_for_ssh(lease_id=lease.pk, via=services.TASK)
 
-    assert refused.value.message.startswith(
-        f"1 of 1 SSH builders in use: build #3 fedora-43-x86_64 (SSH builder #{holder.pk})"
+    assert (
+        refused.value.message
+        == f"1 of 1 SSH builders in use: build #3 fedora-43-x86_64 (SSH builder #{holder.pk})"
     )
     assert Lease.objects.filter(pk=lease.pk).values().get() == before
     assert not Builder.objects.get(pk=lease.builder_id).single_use

@@ -47,7 +47,16 @@ BUILD_FIELDS = {
     "chroots",
     "srpm",
 }
-PHASE_FIELDS = {"state", "status_reason", "not_kept_reason", "started", "ended", "logs", "results", "ssh_builder"}
+PHASE_FIELDS = {
+    "state",
+    "status_reason",
+    "not_kept_reason",
+    "started",
+    "ended",
+    "logs",
+    "results",
+    "ssh_builder",
+}
 CHROOT_FIELDS = {"name", *PHASE_FIELDS}
 SRPM_FIELDS = PHASE_FIELDS
 

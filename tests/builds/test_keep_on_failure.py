@@ -224,7 +224,8 @@ def test_at_quota_the_failed_builder_is_not_kept_and_the_page_says_why(farm, ali
     )
     assert f"build #99 fedora-43-x86_64 (SSH builder #{holder.pk})" in reason
     backend = read_log(phase.storage_dir, "backend.log")
-    assert f"{reason}. To debug the build on a builder of its own, resubmit it and allow SSH." in backend
+    assert reason.endswith(f"(SSH builder #{holder.pk}))")
+    assert f"{reason}. Release one of them, or resubmit the build and allow SSH: that build waits" in backend
     assert AuditEvent.objects.filter(lease=lease, action="keep-refused").exists()
 
     page = Client()
