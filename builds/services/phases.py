@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     try:
         job, files = _job(phase, report_token=token)
         if phase.build.ssh:
-            _open_ssh_access(phase, workdir)
+            for line in _open_ssh_access(phase, workdir):
+                storage.backend_log(phase.storage_dir, line)
         runner.start(builder, workdir=workdir, job=job, files=files)
     except (runner.RunnerError, ProviderError, builders.DeployError) as exc:
         _fail_start(phase, str(getattr(exc, "message", exc)))
@@ -196,9 +198,9 @@ def _fail_start(phase: Phase, reason: str) -> None:
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
 
 
-def _open_ssh_access(phase: Phase, workdir: str, *, after_failure: bool = False) -> None:
-    """The user's keys, copr-builder and the lease file on the builder: before an SSH build starts,
-    or `after_failure` of a build that keeps its builder then."""
+def _open_ssh_access(phase: Phase, workdir: str, *, after_failure: bool = False) -> list[str]:
+    """The user's keys, copr-builder and the lease file on the builder (before an SSH build starts,
+    or `after_failure` of a build that keeps its builder then); the lines for backend.log."""
     build = phase.build
     info = builders.LeaseInfo(
         project=build.project.full_name,
@@ -220,13 +222,11 @@ def _open_ssh_access(phase: Phase, workdir: str, *, after_failure: bool = False)
         else f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
         f"the default lifetime after the build ends; {prolong}"
     )
-    lines = [
+    return [
         "SSH access was set up for the owner; connection details are on the build page for the owner.",
         kept,
         f"On the builder, run `{access.tool} help`.",
     ]
-    for line in lines:
-        storage.backend_log(phase.storage_dir, line)
 
 
 # --- watch ---------------------------------------------------------------------------
@@ -274,13 +274,20 @@ def finish_phase(
                 final, reason = State.FAILED, "the SRPM phase made no source package"
             else:
                 _record_srpm(build, phase, srpms[0], specs[0] if specs else "")
+    # Decided before the end is recorded, so that whoever sees the phase failed also sees its
+    # SSH builder, or why there is none. A worker that dies before the record leaves the phase
+    # running with its report: the builds tick collects it again, and keeping is safe twice.
+    keeping = None
+    if keep:
+        # The agent's report token is on the builder: from now on it may only be the user's.
+        type(phase).objects.filter(pk=phase.pk).update(token_hash="")
+        keeping = _keep_for_ssh(phase)
     now = timezone.now()
     with transaction.atomic():
-        moved = (
-            type(phase)
-            .objects.filter(pk=phase.pk, state=State.RUNNING)
-            .update(state=final, ended_at=now, status_reason=reason[:500], watch_until=None)
-        )
+        ended: dict[str, Any] = {"state": final, "ended_at": now, "status_reason": reason[:500]}
+        if keeping is not None:
+            ended["not_kept_reason"] = keeping.not_kept
+        moved = type(phase).objects.filter(pk=phase.pk, state=State.RUNNING).update(watch_until=None, **ended)
         if not moved:
             return
         if isinstance(phase, SrpmPhase) and not build.ssh:
@@ -306,8 +313,13 @@ def finish_phase(
             phase.storage_dir, f"The builder is kept for debugging until {until:%Y-%m-%d %H:%M:%S %Z}."
         )
         return
-    if keep:
-        _keep_for_ssh(phase)
+    if keeping is not None:
+        for line in keeping.lines:
+            storage.backend_log(phase.storage_dir, line)
+        if keeping.release:
+            builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=keeping.release)
+        if keeping.kept:
+            announce_ready(lease_id=lease_of(phase))
         return
     # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=lease_reason)
@@ -327,49 +339,48 @@ def _fetch_spec(phase: SrpmPhase) -> list[str]:
         return []
 
 
-def _keep_for_ssh(phase: Phase) -> None:
-    """A keep-on-failure build's phase failed: its builder becomes the owner's SSH builder, or goes, saying why."""
+@dataclass(frozen=True)
+class _Keeping:
+    """What became of the builder of a failed phase that its build asked to keep for SSH."""
+
+    kept: bool
+    lines: list[str]  # for backend.log, after the phase's end
+    not_kept: str = ""  # why it was not kept (the phase's not_kept_reason)
+    release: str = ""  # the end reason of its lease when it is given back now
+
+
+def _keep_for_ssh(phase: Phase) -> _Keeping:
+    """A keep-on-failure build's phase failed: turn its builder into the owner's SSH builder, or say why not."""
     lease_id = lease_of(phase)
     try:
         builders.keep_for_ssh(lease_id=lease_id, via=builders.TASK)
     except builders.OverQuota as exc:
         # Nobody had access to it: the builder goes back to its sandbox like any other.
-        _not_kept(
-            phase,
+        return _not_kept(
             f"you are at your SSH quota ({exc.message})",
             hint="Release one of them, or resubmit the build and allow SSH: that build waits for a free slot.",
+            release=Lease.EndReason.BUILD_FINISHED,
         )
-        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.BUILD_FINISHED)
-        return
     except (builders.LeaseNotActive, NotFoundError) as exc:
-        _not_kept(phase, f"its lease had ended ({exc.message})")
-        return
-    storage.backend_log(
-        phase.storage_dir,
-        "The build failed: its builder is kept for SSH access, as asked when it was submitted.",
-    )
+        return _not_kept(f"its lease had ended ({exc.message})")
     try:
-        _open_ssh_access(phase, phase.remote_dir, after_failure=True)
+        lines = _open_ssh_access(phase, phase.remote_dir, after_failure=True)
     except (builders.DeployError, builders.LeaseNotActive, ProviderError) as exc:
-        _not_kept(
-            phase, f"SSH access could not be set up ({one_line(str(getattr(exc, 'message', exc)), cap=300)})"
-        )
         # Keys may have reached it half-way: the builder is not reused.
-        builders.release_lease(lease_id=lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
-        return
-    announce_ready(lease_id=lease_id)
+        why = one_line(str(getattr(exc, "message", exc)), cap=300)
+        return _not_kept(f"SSH access could not be set up ({why})", release=Lease.EndReason.FAILED)
+    kept = "The build failed: its builder is kept for SSH access, as asked when it was submitted."
+    return _Keeping(kept=True, lines=[kept, *lines])
 
 
 def _not_kept(
-    phase: Phase,
     reason: str,
     *,
     hint: str = "To debug the build on a builder of its own, resubmit it and allow SSH.",
-) -> None:
-    """Record (on the phase and in backend.log) why a failed phase's builder was not kept for SSH."""
+    release: str = "",
+) -> _Keeping:
     text = f"The builder was not kept for SSH: {reason}"[:480]
-    type(phase).objects.filter(pk=phase.pk).update(not_kept_reason=text)
-    storage.backend_log(phase.storage_dir, f"{text}. {hint}")
+    return _Keeping(kept=False, lines=[f"{text}. {hint}"], not_kept=text, release=release)
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:

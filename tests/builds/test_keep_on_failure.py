@@ -95,6 +95,11 @@ def test_a_failed_check_keeps_its_builder_for_ssh_without_a_second_build(farm, a
     assert builder.sandbox == lease.sandbox != build.sandbox
     actions = list(AuditEvent.objects.filter(lease=lease).order_by("pk").values_list("action", flat=True))
     assert actions[-2:] == ["kept-for-ssh", "keys-deployed"]
+    # Whoever sees the phase failed (a watching CLI, the page) sees its SSH builder too: the keys
+    # were on it before the end was recorded; and the agent's report token is dead.
+    deployed = AuditEvent.objects.get(lease=lease, action="keys-deployed")
+    assert deployed.created_at <= phase.ended_at
+    assert phase.token_hash == ""
 
     # The key deployed as for any SSH builder: the service's options and comment only.
     lines = authorized_keys(farm, builder).splitlines()
