@@ -369,6 +369,8 @@ class AuditEvent(models.Model):
         LEASE_QUEUED = "lease-queued"
         LEASE_ASSIGNED = "lease-assigned"
         LEASE_STARTED = "lease-started"
+        KEPT_FOR_SSH = "kept-for-ssh"
+        KEEP_REFUSED = "keep-refused"
         KEYS_DEPLOYED = "keys-deployed"
         PROLONGED = "prolonged"
         PROLONG_REFUSED = "prolong-refused"

@@ -75,7 +75,93 @@ class ProjectForm(forms.Form):
         ]
 
 
-class BuildForm(forms.Form):
+class SshKeysForm(forms.Form):
+    """The keys of a form that deploys them: pasted lines, GitHub:/FAS: references, saved keys.
+
+    `resolve()` turns them into `cleaned_data["keys"]`; each refused line becomes its own error
+    under the text area. The resubmit-with-SSH form and the keep-on-failure part of the build
+    and resubmit forms share it, and the page partial builds/_ssh_keys.html that shows it.
+    """
+
+    ssh_public_keys = forms.CharField(
+        label="Public SSH keys",
+        required=False,
+        strip=False,  # leading blank lines must keep the line numbers the messages name
+        # Longer than the parser allows, so that the parser says how long is too long.
+        max_length=MAX_INPUT_BYTES * 2,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 5,
+                # One key per visual line, so that "line 3" in a message is the third line seen.
+                "wrap": "off",
+                "spellcheck": "false",
+                "autocomplete": "off",
+                "autocapitalize": "off",
+                "placeholder": "ssh-ed25519 AAAAC3Nza… you@laptop\nGitHub:yourname FAS:yourname",
+            }
+        ),
+        help_text=(
+            "One public key per line (the contents of ~/.ssh/id_ed25519.pub, not the private key), "
+            "and/or GitHub:user and FAS:user references, several to a line."
+        ),
+    )
+    use_saved_keys = forms.BooleanField(label="Use my saved keys", required=False)
+
+    def __init__(self, *args: Any, user: User, saved_keys: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.saved_keys = saved_keys
+        # The parser names a NUL with its line number; Django's own check would not.
+        keys = self.fields["ssh_public_keys"]
+        keys.validators = [v for v in keys.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+        if saved_keys == 0:
+            self.fields["use_saved_keys"].disabled = True
+
+    def resolve(self) -> None:
+        """Resolve the keys given into `cleaned_data["keys"]`, or add an error per refused line."""
+        data = self.cleaned_data
+        if "ssh_public_keys" in self.errors:
+            return
+        text = data.get("ssh_public_keys", "")
+        use_saved = bool(data.get("use_saved_keys"))
+        try:
+            resolved = resolve_keys(
+                text=text, user=self.user, use_saved_keys=use_saved, field="ssh_public_keys"
+            )
+        except KeyInputError as exc:
+            field = exc.field if exc.field in self.fields else None
+            for message in [str(error) for error in exc.errors] or [exc.message]:
+                self.add_error(field, message)
+            return
+        if not resolved.keys:
+            self.add_error(
+                "ssh_public_keys",
+                "Give at least one public SSH key (or a GitHub:/FAS: account with keys), "
+                "or use your saved keys.",
+            )
+        data["keys"] = resolved.keys
+        data["key_notes"] = resolved.notes
+
+
+class KeepOnFailureForm(SshKeysForm):
+    """A submission that may keep a failed phase's builder for SSH: the checkbox, and the keys it needs."""
+
+    ssh_on_failure = forms.BooleanField(
+        label="Keep the builder for SSH if this build fails",
+        required=False,
+        help_text="If a phase fails, its builder is kept for you to log in to with the keys below "
+        "(within your SSH quota); if the build succeeds, nothing changes and no key is deployed.",
+    )
+
+    def clean_keep_on_failure(self) -> None:
+        """Resolve the keys when the box is ticked; they are ignored when it is not."""
+        if self.cleaned_data.get("ssh_on_failure"):
+            self.resolve()
+        else:
+            self.cleaned_data["keys"] = None
+
+
+class BuildForm(KeepOnFailureForm):
     """One form for the three kinds of source; `source_type` says which part counts."""
 
     source_type = forms.ChoiceField(
@@ -108,14 +194,17 @@ class BuildForm(forms.Form):
         label="URL of a .src.rpm", max_length=MAX_URL, placeholder="https://example.org/hello-1.0-1.src.rpm"
     )
 
-    def __init__(self, *args: Any, chroots: Iterable[Chroot], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, *args: Any, chroots: Iterable[Chroot], user: User, saved_keys: int, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, user=user, saved_keys=saved_keys, **kwargs)
         chroots = list(chroots)
         self.fields["chroots"] = _chroot_field(chroots, initial=[c.name for c in chroots])
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        self.clean_keep_on_failure()
         kind = data.get("source_type", "")  # missing when not one of the choices
         if any(name in self.errors for name in SOURCE_FIELDS.get(kind, ())):
             return data  # the field's own message says enough
@@ -150,42 +239,21 @@ def _rebuilt_chroots(build_chroots: Iterable[BuildChroot]) -> forms.MultipleChoi
     )
 
 
-class ResubmitForm(forms.Form):
-    def __init__(self, *args: Any, build_chroots: Iterable[BuildChroot], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class ResubmitForm(KeepOnFailureForm):
+    def __init__(
+        self, *args: Any, build_chroots: Iterable[BuildChroot], user: User, saved_keys: int, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, user=user, saved_keys=saved_keys, **kwargs)
         self.fields["chroots"] = _rebuilt_chroots(build_chroots)
 
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        self.clean_keep_on_failure()
+        return self.cleaned_data
 
-class ResubmitSshForm(forms.Form):
-    """Resubmit with SSH: which chroots (unless the SRPM phase reruns) and the keys to deploy.
 
-    `clean()` resolves the keys (pasted lines, GitHub:/FAS: references, saved keys) into
-    `cleaned_data["keys"]`; each refused line becomes its own error under the text area.
-    """
-
-    ssh_public_keys = forms.CharField(
-        label="Public SSH keys",
-        required=False,
-        strip=False,  # leading blank lines must keep the line numbers the messages name
-        # Longer than the parser allows, so that the parser says how long is too long.
-        max_length=MAX_INPUT_BYTES * 2,
-        widget=forms.Textarea(
-            attrs={
-                "rows": 5,
-                # One key per visual line, so that "line 3" in a message is the third line seen.
-                "wrap": "off",
-                "spellcheck": "false",
-                "autocomplete": "off",
-                "autocapitalize": "off",
-                "placeholder": "ssh-ed25519 AAAAC3Nza… you@laptop\nGitHub:yourname FAS:yourname",
-            }
-        ),
-        help_text=(
-            "One public key per line (the contents of ~/.ssh/id_ed25519.pub, not the private key), "
-            "and/or GitHub:user and FAS:user references, several to a line."
-        ),
-    )
-    use_saved_keys = forms.BooleanField(label="Use my saved keys", required=False)
+class ResubmitSshForm(SshKeysForm):
+    """Resubmit with SSH: which chroots (unless the SRPM phase reruns) and the keys to deploy."""
 
     def __init__(
         self,
@@ -196,43 +264,15 @@ class ResubmitSshForm(forms.Form):
         saved_keys: int,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
-        self.saved_keys = saved_keys
-        # The parser names a NUL with its line number; Django's own check would not.
-        keys = self.fields["ssh_public_keys"]
-        keys.validators = [v for v in keys.validators if not isinstance(v, ProhibitNullCharactersValidator)]
-        if saved_keys == 0:
-            self.fields["use_saved_keys"].disabled = True
+        super().__init__(*args, user=user, saved_keys=saved_keys, **kwargs)
         self.srpm_reruns = srpm_reruns
         if not srpm_reruns:
             self.fields["chroots"] = _rebuilt_chroots(build_chroots)
 
     def clean(self) -> dict[str, Any]:
         super().clean()
-        data = self.cleaned_data
-        if "ssh_public_keys" in self.errors:
-            return data
-        text = data.get("ssh_public_keys", "")
-        use_saved = bool(data.get("use_saved_keys"))
-        try:
-            resolved = resolve_keys(
-                text=text, user=self.user, use_saved_keys=use_saved, field="ssh_public_keys"
-            )
-        except KeyInputError as exc:
-            field = exc.field if exc.field in self.fields else None
-            for message in [str(error) for error in exc.errors] or [exc.message]:
-                self.add_error(field, message)
-            return data
-        if not resolved.keys:
-            self.add_error(
-                "ssh_public_keys",
-                "Give at least one public SSH key (or a GitHub:/FAS: account with keys), "
-                "or use your saved keys.",
-            )
-        data["keys"] = resolved.keys
-        data["key_notes"] = resolved.notes
-        return data
+        self.resolve()
+        return self.cleaned_data
 
 
 class ProlongForm(forms.Form):

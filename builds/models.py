@@ -120,7 +120,11 @@ class Build(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="resubmissions"
     )
     ssh = models.BooleanField(default=False)
-    # SSH builds: the public keys to deploy, as canonical `type base64 comment` lines.
+    # A normal build that keeps a failed phase's builder for SSH (issue 13): on success nothing
+    # changes; on failure its lease becomes an SSH lease and `ssh_keys` are deployed then.
+    ssh_on_failure = models.BooleanField(default=False)
+    # SSH builds and keep-on-failure builds: the public keys to deploy, as canonical
+    # `type base64 comment` lines.
     ssh_keys = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -131,9 +135,24 @@ class Build(models.Model):
         indexes = [
             models.Index(fields=["project", "-id"], name="builds_build_project_idx"),
         ]
+        constraints = [
+            # An SSH build keeps its builders anyway; keeping on failure is for normal builds.
+            models.CheckConstraint(
+                condition=Q(ssh=False) | Q(ssh_on_failure=False), name="builds_build_ssh_or_keep_on_failure"
+            ),
+            models.CheckConstraint(
+                condition=Q(ssh_on_failure=False) | ~Q(ssh_keys=""),
+                name="builds_build_keep_on_failure_has_keys",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"build #{self.pk}"
+
+    @property
+    def has_ssh_keys(self) -> bool:
+        """Whether the build carries keys to deploy: an SSH build, or one kept for SSH if it fails."""
+        return self.ssh or self.ssh_on_failure
 
     @property
     def sandbox(self) -> str:
@@ -189,6 +208,8 @@ class Phase(models.Model):
     reported_log_size = models.PositiveBigIntegerField(null=True, blank=True)
     # Since when the builder has not answered; the phase fails when this lasts too long.
     unreachable_since = models.DateTimeField(null=True, blank=True)
+    # A keep-on-failure build's failed phase whose builder was not kept for SSH: why (over quota).
+    not_kept_reason = models.CharField(max_length=500, blank=True)
 
     class Meta:
         abstract = True
@@ -256,3 +277,49 @@ class BuildChroot(Phase):
     @property
     def storage_dir(self) -> str:
         return self.build.phase_dir(self.chroot.name)
+
+
+class SshMail(models.Model):
+    """An e-mail to the owner of an SSH builder: it is ready, or it expires soon.
+
+    The row is written before the mail is sent and claims it: a task delivered twice, or two
+    ticks, never send the same mail twice. At most one "ready" mail per lease, and one warning
+    per expiry time (a prolonged builder is warned again before its new expiry).
+    """
+
+    class Kind(models.TextChoices):
+        READY = "ready"
+        EXPIRING = "expiring"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        SKIPPED = "skipped", "skipped (opted out, or no address)"
+        FAILED = "failed"
+
+    lease = models.ForeignKey("builders.Lease", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The expiry the mail announces.
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    recipient = models.EmailField(blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lease"], condition=Q(kind="ready"), name="builds_sshmail_one_ready_per_lease"
+            ),
+            models.UniqueConstraint(
+                fields=["lease", "expires_at"],
+                condition=Q(kind="expiring"),
+                name="builds_sshmail_one_warning_per_expiry",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} mail about lease #{self.lease_id}"

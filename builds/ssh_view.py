@@ -67,13 +67,13 @@ def sees_connection_details(viewer: User | AnonymousUser | None, owner_id: int |
 
 def keys_shown(build: Build, viewer: User | AnonymousUser | None) -> list[PublicKey]:
     """The keys of an SSH build (with their comments), for its owner and staff; nobody else's business."""
-    if not build.ssh or not sees_connection_details(viewer, build.submitter_id):
+    if not build.has_ssh_keys or not sees_connection_details(viewer, build.submitter_id):
         return []
     return keys_of(build)
 
 
 def key_count(build: Build) -> int:
-    return len(build.ssh_keys.splitlines()) if build.ssh else 0
+    return len(build.ssh_keys.splitlines()) if build.has_ssh_keys else 0
 
 
 def public_state(lease: Lease) -> str:
@@ -151,11 +151,13 @@ def ssh_builder_of_phase(
     viewer: User | AnonymousUser | None,
     last_logins: dict[int, GatewayLogin] | None = None,
 ) -> SshBuilderView | None:
-    """The SSH builder serving one phase of an SSH build, as `viewer` may see it (build page, builds API).
+    """The SSH builder serving one phase, as `viewer` may see it (build page, builds API).
 
-    `last_logins` (from `gateway_logins_of`) adds the last login through the gateway for its owner.
+    A phase of an SSH build has one from the start; a failed phase of a keep-on-failure build
+    has one once its lease was turned into an SSH lease. `last_logins` (from `gateway_logins_of`)
+    adds the last login through the gateway for its owner.
     """
-    if not phase.build.ssh or phase.lease is None:
+    if phase.lease is None or not phase.lease.ssh:
         return None
     chroot = chroot_of(phase)
     details = sees_connection_details(viewer, phase.lease.owner_id)

@@ -33,8 +33,16 @@ def stop_phase(kind: str, phase_id: int) -> None:
     services.stop_phase(kind=kind, phase_id=phase_id)
 
 
+def send_ssh_mail(mail_id: int) -> str:
+    """Queued after commit when an SSH builder is ready or about to expire."""
+    status = services.send_ssh_mail(mail_id=mail_id)
+    log.info("ssh mail %s: %s", mail_id, status)
+    return status
+
+
 def tick() -> dict[str, list[int]]:
-    """Every minute: check silent agents, collect lost reports, fail phases whose lease ended."""
+    """Every minute: check silent agents, collect lost reports, fail phases whose lease ended; warn by mail."""
     summary = services.rescue_phases()
+    summary["mails"] = services.warn_expiring_by_mail()
     log.info("builds tick: %s", summary)
     return summary

@@ -146,11 +146,9 @@ def build_new(request: AuthenticatedHttpRequest, owner: str, name: str) -> HttpR
     if not project.can_build(request.user):
         raise PermissionDenied(f"Only the owner of {project.full_name} can build in it.")
     chroots = project.chroots.filter(active=True).order_by("name")
-    form = (
-        BuildForm(request.POST, request.FILES, chroots=chroots)
-        if request.method == "POST"
-        else BuildForm(chroots=chroots)
-    )
+    saved_keys = SavedKey.objects.filter(user=request.user).count()
+    posted = (request.POST, request.FILES) if request.method == "POST" else ()
+    form = BuildForm(*posted, chroots=chroots, user=request.user, saved_keys=saved_keys)
     build = _call_when_valid(
         form,
         lambda: services.submit_build(
@@ -161,14 +159,25 @@ def build_new(request: AuthenticatedHttpRequest, owner: str, name: str) -> HttpR
             upload=form.cleaned_data["source_file"]
             if form.cleaned_data["source"].type == Build.SourceType.UPLOAD
             else None,
+            keep_for_ssh=form.cleaned_data["keys"],
         ),
     )
     if build is not None:
-        messages.success(request, f"Build #{build.pk} submitted.")
+        messages.success(request, f"Build #{build.pk} submitted{_kept_note(build)}.")
         return redirect("build-detail", build_id=build.pk)
     return render(
-        request, "builds/build_new.html", {"project": project, "form": form}, status=_form_status(request)
+        request,
+        "builds/build_new.html",
+        {"project": project, "form": form, "saved_keys": saved_keys, "quota": _quota_view(request.user)},
+        status=_form_status(request),
     )
+
+
+def _kept_note(build: Build) -> str:
+    if not build.ssh_on_failure:
+        return ""
+    count = len(build.ssh_keys.splitlines())
+    return f"; if it fails, its builder is kept for SSH with {count} key{'s' if count != 1 else ''}"
 
 
 # --- the build page ----------------------------------------------------------------------
@@ -202,6 +211,7 @@ class PhaseView:
             "key": self.key,
             "state": phase.state,
             "status_reason": phase.reason,
+            "not_kept_reason": phase.not_kept_reason,
             "finished": phase.is_finished,
             "started_at": format_time(phase.started_at),
             "ended_at": format_time(phase.ended_at),
@@ -263,7 +273,7 @@ def gateway_login_text(login: GatewayLogin | None) -> str:
 
 def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
     phases: list[Phase] = [build.srpm, *build.build_chroots.select_related("chroot", "lease__builder__pool")]
-    logins = gateway_logins_of(phases, viewer) if build.ssh else {}
+    logins = gateway_logins_of(phases, viewer) if build.ssh or build.ssh_on_failure else {}
     views = []
     for phase in phases:
         key = chroot_of(phase)
@@ -271,7 +281,7 @@ def _phase_views(build: Build, viewer: User | AnonymousUser) -> list[PhaseView]:
             (name, size, result_url(build.pk, key, name)) for name, size in results_in(phase.storage_dir)
         ]
         logs = [(name, log_url(build.pk, key, name)) for name in (storage.BACKEND_LOG, storage.LIVE_LOG)]
-        ssh = ssh_builder_of_phase(phase, viewer=viewer, last_logins=logins) if build.ssh else None
+        ssh = ssh_builder_of_phase(phase, viewer=viewer, last_logins=logins)
         views.append(PhaseView(key=key, phase=phase, logs=logs, results=results, ssh=ssh))
     return views
 
@@ -337,18 +347,32 @@ def build_cancel(request: AuthenticatedHttpRequest, build_id: int) -> HttpRespon
 def build_resubmit(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
     build = _own_build(request, build_id, to="resubmit")
     build_chroots = list(build.build_chroots.select_related("chroot"))
-    form = ResubmitForm(_posted(request), build_chroots=build_chroots)
+    saved_keys = SavedKey.objects.filter(user=request.user).count()
+    form = ResubmitForm(
+        _posted(request), build_chroots=build_chroots, user=request.user, saved_keys=saved_keys
+    )
     new = _call_when_valid(
         form,
-        lambda: services.resubmit_build(build=build, user=request.user, chroots=form.cleaned_data["chroots"]),
+        lambda: services.resubmit_build(
+            build=build,
+            user=request.user,
+            chroots=form.cleaned_data["chroots"],
+            keep_for_ssh=form.cleaned_data["keys"],
+        ),
     )
     if new is not None:
-        messages.success(request, f"Build #{new.pk} submitted again from #{build.pk}.")
+        messages.success(request, f"Build #{new.pk} submitted again from #{build.pk}{_kept_note(new)}.")
         return redirect("build-detail", build_id=new.pk)
     return render(
         request,
         "builds/build_resubmit.html",
-        {"build": build, "form": form, "build_chroots": build_chroots},
+        {
+            "build": build,
+            "form": form,
+            "build_chroots": build_chroots,
+            "saved_keys": saved_keys,
+            "quota": _quota_view(request.user),
+        },
         status=_form_status(request),
     )
 

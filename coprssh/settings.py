@@ -15,6 +15,11 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from coprssh.mailconfig import BACKENDS, SMTP, MailSettings, parse_email_url
+
+SMTP_BACKEND = SMTP
+CONSOLE_BACKEND = BACKENDS["console"]
+
 # Django's generic classes (ModelAdmin, QuerySet, forms) take type arguments at runtime too.
 django_stubs_ext.monkeypatch()
 
@@ -90,6 +95,44 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # How builders, the command-line client and e-mails reach this service.
 COPRSSH_PUBLIC_URL = env_str("COPRSSH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# E-mail (to owners of SSH builders): EMAIL_URL, else the usual EMAIL_* variables, else the
+# console in development and a mail server on localhost:25 in production (coprssh/mailconfig.py).
+_email_url = env_secret("EMAIL_URL")
+if _email_url:
+    try:
+        _mail = parse_email_url(_email_url)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"EMAIL_URL: {_error}") from None
+elif env_str("EMAIL_HOST"):
+    _mail = MailSettings(
+        backend=SMTP_BACKEND,
+        host=env_str("EMAIL_HOST"),
+        port=env_int("EMAIL_PORT", 25, minimum=1, maximum=65535),
+        user=env_str("EMAIL_HOST_USER"),
+        password=env_secret("EMAIL_HOST_PASSWORD"),
+        use_tls=env_bool("EMAIL_USE_TLS", False),
+        use_ssl=env_bool("EMAIL_USE_SSL", False),
+    )
+    if _mail.use_tls and _mail.use_ssl:
+        raise ImproperlyConfigured(
+            "EMAIL_USE_TLS (STARTTLS) and EMAIL_USE_SSL (TLS from the start) exclude each other"
+        )
+else:
+    _mail = MailSettings(backend=CONSOLE_BACKEND if DEBUG else SMTP_BACKEND)
+EMAIL_BACKEND = _mail.backend
+EMAIL_HOST = _mail.host
+EMAIL_PORT = _mail.port
+EMAIL_HOST_USER = _mail.user
+EMAIL_HOST_PASSWORD = _mail.password
+EMAIL_USE_TLS = _mail.use_tls
+EMAIL_USE_SSL = _mail.use_ssl
+if _mail.file_path:
+    EMAIL_FILE_PATH = _mail.file_path
+# A mail server that does not answer must not hold a worker for long.
+EMAIL_TIMEOUT = _mail.timeout or env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "coprssh <coprssh@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 INSTALLED_APPS = [
     "coprssh.apps.OperatorsAdminConfig",  # django.contrib.admin with the operators' front page

@@ -26,6 +26,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/profile/", views.profile, name="profile"),
     path("accounts/profile/token/", views.regenerate_token, name="regenerate-token"),
+    path("accounts/profile/settings/", views.account_settings, name="account-settings"),
     path("keys/", include("keys.urls")),
     path("", include("builds.file_urls")),
     path("", include("builds.urls")),

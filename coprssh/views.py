@@ -1,4 +1,4 @@
-"""Home, health and the profile page (API token and saved keys)."""
+"""Home, health and the profile page (API token, e-mail settings and saved keys)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from coprssh import limits, services
+from coprssh.exceptions import ServiceError
+from coprssh.forms import AccountSettingsForm
+from coprssh.models import AccountSettings
 from coprssh.users import signed_in_user
 from keys.forms import SavedKeyForm
 from keys.models import SavedKey
@@ -43,6 +46,22 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
+    return _profile(request, _settings_form(request))
+
+
+def _settings_form(request: HttpRequest) -> AccountSettingsForm:
+    user = signed_in_user(request)
+    prefs = AccountSettings.of(user)
+    return AccountSettingsForm(
+        initial={
+            "email": user.email,
+            "email_ssh_builders": prefs.email_ssh_builders,
+            "time_zone": prefs.time_zone,
+        }
+    )
+
+
+def _profile(request: HttpRequest, settings_form: AccountSettingsForm, status: int = 200) -> HttpResponse:
     user = signed_in_user(request)
     token = services.get_api_token(user=user)
     return render(
@@ -52,9 +71,26 @@ def profile(request: HttpRequest) -> HttpResponse:
             "token": token,
             "saved_keys": SavedKey.objects.filter(user=user),
             "key_form": SavedKeyForm(),
+            "settings_form": settings_form,
             "public_url": settings.COPRSSH_PUBLIC_URL,
         },
+        status=status,
     )
+
+
+@login_required
+@require_POST
+def account_settings(request: HttpRequest) -> HttpResponse:
+    form = AccountSettingsForm(request.POST)
+    if form.is_valid():
+        try:
+            services.save_account_settings(user=signed_in_user(request), **form.cleaned_data)
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            messages.success(request, "Your e-mail settings were saved.")
+            return redirect("profile")
+    return _profile(request, form, status=400)
 
 
 @login_required

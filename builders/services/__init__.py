@@ -8,13 +8,14 @@ from builders.services.access import (
     refresh_lease_file,
     warn_expiring,
 )
-from builders.services.common import TASK, TICK, LeaseNotActive, ProlongRefused, Via
+from builders.services.common import TASK, TICK, LeaseNotActive, OverQuota, ProlongRefused, Via
 from builders.services.gateway import record_gateway_logins, write_gateway_keys
 from builders.services.leases import (
     MAX_PROLONG_HOURS,
     assign_waiting_leases,
     expire_leases,
     keep_after_work,
+    keep_for_ssh,
     prolong_lease,
     promote_all_queued,
     promote_queued_leases,
@@ -50,6 +51,7 @@ __all__ = [
     "TASK",
     "TICK",
     "LeaseNotActive",
+    "OverQuota",
     "ProlongRefused",
     "Via",
     "assign_waiting_leases",
@@ -67,6 +69,7 @@ __all__ = [
     "health_check",
     "issue_lease_token",
     "keep_after_work",
+    "keep_for_ssh",
     "lease_for_token",
     "promote_all_queued",
     "promote_queued_leases",

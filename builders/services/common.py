@@ -55,6 +55,10 @@ class ProlongRefused(ServiceError):
     """Prolonging would pass the lease's hard cap."""
 
 
+class OverQuota(ConflictError):
+    """The owner holds as many SSH builders as the quota allows: no other one can be kept."""
+
+
 def audit(
     action: str,
     *,

@@ -27,6 +27,7 @@ from builders.services.common import (
     START_LEASE,
     TICK,
     LeaseNotActive,
+    OverQuota,
     ProlongRefused,
     Via,
     audit,
@@ -236,6 +237,57 @@ def keep_after_work(*, lease_id: int, finished_at: datetime | None = None) -> Le
             lease.expires_at = wanted
             lease.save(update_fields=["expires_at"])
             queue_task(REFRESH_LEASE_FILE, lease.pk)
+    return lease
+
+
+def keep_for_ssh(*, lease_id: int, via: Via) -> Lease:
+    """Turn an active build lease into an SSH lease of its owner from now on; OverQuota without a free slot.
+
+    The work on the builder failed and its owner asked to debug it there. From here on the builder
+    is the owner's: a sandbox of its own, never reused, terminated when the lease ends; the lease
+    expires like any SSH lease (the default lifetime from now, the cap counted from now) and holds
+    one of the owner's SSH slots. Over quota nothing changes and the caller releases the lease.
+    """
+    owner_id = Lease.objects.filter(pk=lease_id).values_list("owner_id", flat=True).first()
+    if owner_id is None:
+        raise NotFoundError("No such lease.")
+    refusal: OverQuota | None = None
+    with transaction.atomic():
+        # The quota lock first (the owner's row), as request_lease takes it: a concurrent SSH
+        # request of the same owner waits, so two of them cannot both take the last slot.
+        owner = User.objects.get(pk=owner_id)
+        quotas.lock_quota(owner)
+        lease = Lease.objects.select_for_update().filter(pk=lease_id).first()
+        if lease is None or lease.state != Lease.State.ACTIVE or lease.builder_id is None:
+            raise LeaseNotActive(f"Lease #{lease_id} is not active; its builder cannot be kept.")
+        if lease.ssh:
+            return lease  # kept already (a repeated call)
+        quota = quotas.quota_for(owner)
+        holders = quotas.slot_holders(owner)
+        if len(holders) >= quota.max_ssh_builders:
+            refusal = OverQuota(quotas.slots_in_use(quota, holders))
+        else:
+            now = timezone.now()
+            sandbox = f"ssh-{uuid.uuid4().hex}"
+            lease.ssh = True
+            lease.sandbox = sandbox
+            lease.max_expires_at = now + quota.max_lifetime
+            lease.expires_at = min(now + quota.default_lifetime, lease.max_expires_at)
+            lease.warned_at = None
+            lease.save(update_fields=["ssh", "sandbox", "expires_at", "max_expires_at", "warned_at"])
+            # Tainted from now on: whatever happens to the lease, the builder is not reused.
+            Builder.objects.filter(pk=lease.builder_id).update(single_use=True, sandbox=sandbox)
+            audit(
+                AuditEvent.Action.KEPT_FOR_SSH,
+                via=via,
+                lease=lease,
+                detail=f"the work failed; kept for SSH, expires {lease.expires_at:%Y-%m-%d %H:%M:%S %Z}",
+            )
+    if refusal is not None:
+        with transaction.atomic():
+            audit(AuditEvent.Action.KEEP_REFUSED, via=via, lease=lease, detail=refusal.message)
+        raise refusal
+    log.info("lease %s kept for SSH", lease_id)
     return lease
 
 

@@ -58,7 +58,8 @@ def lock_quota(user: User) -> None:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
-def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
+def slots_in_use(quota: Quota, holders: list[Lease]) -> str:
+    """ "2 of 2 SSH builders in use: build #12 fedora-rawhide-x86_64 (SSH builder #6), …"."""
     # Named as users see them: the purpose ("build #12 fedora-rawhide-x86_64") and the
     # SSH builder id the API and the CLI use.
     held = ", ".join(
@@ -69,7 +70,11 @@ def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
         in_use = f"{len(holders)} of {quota.max_ssh_builders} SSH builders in use"
     else:  # the quota was lowered below what is already running
         in_use = f"{len(holders)} SSH builders in use, over the limit of {quota.max_ssh_builders}"
-    return f"{in_use}: {held}. This one starts as soon as one of them ends."
+    return f"{in_use}: {held}" if held else in_use
+
+
+def over_quota_reason(quota: Quota, holders: list[Lease]) -> str:
+    return f"{slots_in_use(quota, holders)}. This one starts as soon as one of them ends."
 
 
 # --- operators' edits, each with an audit event -------------------------------------------

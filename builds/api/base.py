@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -13,8 +15,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds.models import CHROOT_NAME_RE, PROJECT_NAME_RE, Project
-from coprssh.exceptions import NotFoundError
+from coprssh.exceptions import ForbiddenError, NotFoundError
 from coprssh.openapi import Pagination
+from keys import services as keys
+from keys.parser import MAX_INPUT_BYTES, PublicKey
 
 # `owner/name`: a Django user name, then a project name.
 USERNAME_PATTERN = r"[\w.@+-]{1,150}"
@@ -84,3 +88,48 @@ def chroot_names(**kwargs: Any) -> serializers.ListField:
     if kwargs.get("allow_empty") is False:
         kwargs["min_length"] = 1
     return serializers.ListField(child=chroot, max_length=100, **kwargs)
+
+
+class KeyLinesField(serializers.CharField):
+    """Key lines as typed; the key parser names each bad line, one with a NUL in it too."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, max_length=MAX_INPUT_BYTES, **kwargs)
+        # DRF refuses any NUL for the whole field; the parser refuses it for its line.
+        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
+
+
+class SshKeysInput(serializers.Serializer[Any]):
+    """The SSH fields of a submission: keep a failed phase's builder, and the keys to deploy."""
+
+    ssh_on_failure = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Keep the builder of a phase that fails for SSH access by the keys given "
+        "(ssh_public_keys, use_saved_keys). A phase that succeeds publishes its results as usual, "
+        "and no key is deployed.",
+    )
+    ssh_public_keys = KeyLinesField(
+        required=False,
+        allow_blank=True,
+        help_text="Public SSH keys, one per line, and/or GitHub:user, FAS:user references: with "
+        "ssh_on_failure, the keys a failed phase's builder is kept for; on a resubmit without it, "
+        "they make an SSH build.",
+    )
+    use_saved_keys = serializers.BooleanField(
+        required=False, default=False, help_text="Deploy the keys saved on your profile too."
+    )
+
+
+def resolved_keys(*, user: User, project: Project, text: str, use_saved_keys: bool) -> list[PublicKey]:
+    """The keys given (pasted, GitHub:/FAS: references, saved), checked line by line; 400 naming each bad one.
+
+    Only for who may build in `project`: a stranger's request must not make the service fetch
+    GitHub or FAS references (the services check again).
+    """
+    if not project.can_build(user):
+        raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
+    # Outside any transaction: references are fetched over HTTP.
+    return keys.resolve_keys(
+        text=text, user=user, use_saved_keys=use_saved_keys, field="ssh_public_keys"
+    ).keys

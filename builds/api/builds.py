@@ -13,7 +13,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builds import services, sources
-from builds.api.base import FullNameField, chroot_names, find_project_named, paginated, validated
+from builds.api.base import (
+    FullNameField,
+    SshKeysInput,
+    chroot_names,
+    find_project_named,
+    paginated,
+    resolved_keys,
+    validated,
+)
 from builds.api.output import BuildOutput, build_output, builds_for_output
 from builds.http import AuthenticatedRequest
 from builds.models import SOURCE_FIELDS, Build
@@ -28,7 +36,7 @@ REQUIRED_SOURCE_FIELDS = {
 }
 
 
-class _BuildFields(serializers.Serializer[Any]):
+class _BuildFields(SshKeysInput):
     """The fields of a build whatever its source."""
 
     project = FullNameField()
@@ -118,6 +126,13 @@ class BuildListView(APIView):
                     if not data.get(name)
                 }
             )
+            if not data.get("ssh_on_failure") and (
+                data.get("ssh_public_keys", "").strip() or data.get("use_saved_keys")
+            ):
+                errors["ssh_on_failure"] = (
+                    "Keys go with ssh_on_failure: true (keep the builder if the build fails); to debug a "
+                    "finished build over SSH, resubmit it with keys."
+                )
             if errors:
                 raise serializers.ValidationError(errors)
             data["source_type"] = kind
@@ -149,12 +164,22 @@ class BuildListView(APIView):
         if not project.can_build(request.user):
             raise ForbiddenError(f"Only the owner of {project.full_name} can build in it.")
         upload: UploadedFile[bytes] | None = data.get("source_file")
+        source = _checked_source(data, upload)
+        keep = None
+        if data["ssh_on_failure"]:
+            keep = resolved_keys(
+                user=request.user,
+                project=project,
+                text=data.get("ssh_public_keys", ""),
+                use_saved_keys=data["use_saved_keys"],
+            )
         build = services.submit_build(
             project=project,
             submitter=request.user,
             chroots=data.get("chroots"),
-            source=_checked_source(data, upload),
+            source=source,
             upload=upload,
+            keep_for_ssh=keep,
         )
         return Response(build_output(request, build.pk), status=status.HTTP_201_CREATED)
 

@@ -24,7 +24,8 @@ class PhaseLogs(serializers.Serializer[Any]):
 
 
 class SshBuilderLink(serializers.Serializer[Any]):
-    """The SSH builder of one phase of an SSH build; its `url` has the details, prolong and release."""
+    """The SSH builder of one phase of an SSH build, or of a failed phase of a keep-on-failure build;
+    its `url` has the details, prolong and release."""
 
     id = serializers.IntegerField(help_text="The SSH builder's id.")
     state = serializers.CharField(help_text="queued, provisioning, ready, ended or failed.")
@@ -48,6 +49,10 @@ class PhaseOutput(serializers.Serializer[Any]):
 
     state = serializers.ChoiceField(choices=State.choices)
     status_reason = serializers.CharField(source="reason", help_text="Why it failed, or why it still waits.")
+    not_kept_reason = serializers.CharField(
+        help_text="A keep-on-failure build's failed phase whose builder was not kept for SSH: why "
+        "(over the SSH quota, say); empty otherwise."
+    )
     started = serializers.DateTimeField(source="started_at", allow_null=True)
     ended = serializers.DateTimeField(source="ended_at", allow_null=True)
     logs = serializers.SerializerMethodField()
@@ -109,6 +114,9 @@ class BuildOutput(serializers.Serializer[Any]):
     package_version = serializers.CharField()
     submitter = serializers.CharField(source="submitter.get_username")
     ssh = serializers.BooleanField()
+    ssh_on_failure = serializers.BooleanField(
+        help_text="A failed phase's builder is kept for SSH (it then shows as the phase's ssh_builder)."
+    )
     resubmitted_from = serializers.IntegerField(source="resubmitted_from_id", allow_null=True)
     created = serializers.DateTimeField(source="created_at")
     started = serializers.DateTimeField(source="started_at", allow_null=True)

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.validators import ProhibitNullCharactersValidator
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
 from builds import services
-from builds.api.base import chroot_names, validated
+from builds.api.base import SshKeysInput, chroot_names, resolved_keys, validated
 from builds.api.output import BuildOutput, build_output
 from builds.http import AuthenticatedRequest
 from builds.models import Build
-from coprssh.exceptions import ForbiddenError, NotFoundError
+from coprssh.exceptions import NotFoundError
 from coprssh.openapi import CONFLICT, NOT_FOUND
-from keys import services as keys
-from keys.parser import MAX_INPUT_BYTES
-
-
-class KeyLinesField(serializers.CharField):
-    """Key lines as typed; the key parser names each bad line, one with a NUL in it too."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(trim_whitespace=False, max_length=MAX_INPUT_BYTES, **kwargs)
-        # DRF refuses any NUL for the whole field; the parser refuses it for its line.
-        self.validators = [v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)]
 
 
 class BuildResubmitView(APIView):
@@ -37,22 +23,15 @@ class BuildResubmitView(APIView):
     With keys (pasted lines, `GitHub:user`/`FAS:user` references, or the saved ones) each
     rebuilt chroot runs on a fresh builder the keys can log in to; when the SRPM phase had
     failed, that phase runs again on one instead. Over the SSH quota the build is accepted
-    and its builders wait, with the reason in `ssh_builder.queue_reason`.
+    and its builders wait, with the reason in `ssh_builder.queue_reason`. With `ssh_on_failure`
+    it is a normal build instead, whose failed phases keep their builders for those keys.
     """
 
-    class ResubmitInput(serializers.Serializer[Any]):
+    class ResubmitInput(SshKeysInput):
         chroots = chroot_names(
             required=False,
             allow_empty=False,
             help_text="Leave out to build for the same chroots (with SSH: the failed ones, or all).",
-        )
-        ssh_public_keys = KeyLinesField(
-            required=False,
-            allow_blank=True,
-            help_text="Public SSH keys, one per line, and/or GitHub:user, FAS:user references.",
-        )
-        use_saved_keys = serializers.BooleanField(
-            required=False, default=False, help_text="Deploy the keys saved on your profile too."
         )
 
     @extend_schema(
@@ -68,28 +47,24 @@ class BuildResubmitView(APIView):
         chroots = data.get("chroots")
         text = data.get("ssh_public_keys", "")
         use_saved_keys = data["use_saved_keys"]
-        if text.strip() or use_saved_keys:
-            new = _resubmit_with_ssh(request, build, chroots, text, use_saved_keys)
+        if data["ssh_on_failure"]:
+            keys = resolved_keys(
+                user=request.user, project=build.project, text=text, use_saved_keys=use_saved_keys
+            )
+            new = services.resubmit_build(build=build, user=request.user, chroots=chroots, keep_for_ssh=keys)
+        elif text.strip() or use_saved_keys:
+            keys = resolved_keys(
+                user=request.user, project=build.project, text=text, use_saved_keys=use_saved_keys
+            )
+            new = services.resubmit_with_ssh(
+                build=build,
+                user=request.user,
+                keys=keys,
+                chroots=chroots,
+                via=builders.Via(
+                    user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR")
+                ),
+            )
         else:
             new = services.resubmit_build(build=build, user=request.user, chroots=chroots)
         return Response(build_output(request, new.pk), status=status.HTTP_201_CREATED)
-
-
-def _resubmit_with_ssh(
-    request: AuthenticatedRequest, build: Build, chroots: list[str] | None, text: str, use_saved_keys: bool
-) -> Build:
-    # Refused before the keys are resolved: a stranger's request must not make us fetch
-    # GitHub or FAS references (the service checks again).
-    if not build.project.can_build(request.user):
-        raise ForbiddenError(f"Only the owner of {build.project.full_name} can build in it.")
-    # Outside any transaction: references are fetched over HTTP.
-    resolved = keys.resolve_keys(
-        text=text, user=request.user, use_saved_keys=use_saved_keys, field="ssh_public_keys"
-    )
-    return services.resubmit_with_ssh(
-        build=build,
-        user=request.user,
-        keys=resolved.keys,
-        chroots=chroots,
-        via=builders.Via(user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR")),
-    )

@@ -1,5 +1,7 @@
 """State changes of the builds app. Callers import from here."""
 
+from builds.services.notify import announce_ready, send_ssh_mail
+from builds.services.notify import warn_expiring as warn_expiring_by_mail
 from builds.services.phases import (
     finish_phase,
     phase_ready,
@@ -13,6 +15,9 @@ from builds.services.state import update_build_state
 from builds.services.submit import cancel_build, resubmit_build, submit_build
 
 __all__ = [
+    "announce_ready",
+    "send_ssh_mail",
+    "warn_expiring_by_mail",
     "active_chroots",
     "append_log",
     "check_phase",

@@ -31,6 +31,12 @@ def request_srpm_lease(build: Build, srpm: SrpmPhase) -> None:
         f"Build #{build.pk} of {build.project.full_name} submitted by {build.submitter.get_username()}; "
         f"waiting for a builder ({settings.COPRSSH_SRPM_ARCH}, lease #{lease.pk})."
     )
+    if build.ssh_on_failure:
+        # backend.log is public: the number of keys, not their fingerprints (issue #10).
+        count = len(build.ssh_keys.splitlines())
+        message += (
+            f" If a phase fails, its builder is kept for SSH access ({count} key{'s' if count != 1 else ''})."
+        )
     # Written once the build exists for good: a rolled-back submit leaves no log behind.
     transaction.on_commit(functools.partial(storage.backend_log, srpm.storage_dir, message))
 

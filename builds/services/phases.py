@@ -12,6 +12,7 @@ import hashlib
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,10 @@ from builds import runner, sources, storage
 from builds.models import FINAL_STATES, Build, BuildChroot, SrpmPhase, State
 from builds.selectors import Phase, chroot_of, keys_of, kind_of, load_phase, phase_of_lease
 from builds.services.leases import request_chroot_leases, rerun_command
+from builds.services.notify import announce_ready
 from builds.services.state import queue_check, queue_phase_ready, queue_stop, update_build_state
 from builds.untrusted import one_line
+from coprssh.exceptions import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     label = f"{phase.build_id}-{chroot_of(phase)}"
     workdir = runner.new_workdir(builder, label)
     # backend.log is public: where a user's builder is reached is for its owner (the build page).
-    where = "" if phase.build.ssh else f" ({builder.host}:{builder.port})"
+    where = "" if phase.build.has_ssh_keys else f" ({builder.host}:{builder.port})"
     storage.backend_log(phase.storage_dir, f"Builder {builder}{where} assigned; starting in {workdir}.")
     # The agent reports with this token; a builder that cannot reach the service gets none and is
     # checked over SSH by the tick instead. A restarted start (see rescue_phases) makes a new one.
@@ -92,11 +95,14 @@ def phase_ready(*, lease_id: int) -> Phase | None:
     try:
         job, files = _job(phase, report_token=token)
         if phase.build.ssh:
-            _open_ssh_access(phase, workdir)
+            for line in _open_ssh_access(phase, workdir):
+                storage.backend_log(phase.storage_dir, line)
         runner.start(builder, workdir=workdir, job=job, files=files)
     except (runner.RunnerError, ProviderError, builders.DeployError) as exc:
         _fail_start(phase, str(getattr(exc, "message", exc)))
         return load(kind_of(phase), phase.pk)
+    if phase.build.ssh:
+        announce_ready(lease_id=lease_id)
     now = timezone.now()
     with transaction.atomic():
         moved = model.objects.filter(pk=phase.pk, state=State.STARTING).update(
@@ -192,8 +198,9 @@ def _fail_start(phase: Phase, reason: str) -> None:
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=Lease.EndReason.FAILED)
 
 
-def _open_ssh_access(phase: Phase, workdir: str) -> None:
-    """Before an SSH build starts: the user's keys, copr-builder and the lease file on the builder."""
+def _open_ssh_access(phase: Phase, workdir: str, *, after_failure: bool = False) -> list[str]:
+    """The user's keys, copr-builder and the lease file on the builder (before an SSH build starts,
+    or `after_failure` of a build that keeps its builder then); the lines for backend.log."""
     build = phase.build
     info = builders.LeaseInfo(
         project=build.project.full_name,
@@ -208,10 +215,16 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
     )
     expires = timezone.localtime(access.expires_at)
     # backend.log is public: no host, port, command or key fingerprints here (issue #10).
+    prolong = "prolong it from the build page, the API, the CLI or the builder."
+    kept = (
+        f"The builder is kept for debugging until {expires:%Y-%m-%d %H:%M:%S %Z}; {prolong}"
+        if after_failure
+        else f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
+        f"the default lifetime after the build ends; {prolong}"
+    )
     lines = [
         "SSH access was set up for the owner; connection details are on the build page for the owner.",
-        f"The builder is kept until {expires:%Y-%m-%d %H:%M:%S %Z}, and for "
-        "the default lifetime after the build ends; prolong it from the build page, the API, the CLI or the builder.",
+        kept,
         f"On the builder, run `{access.tool} help`.",
     ]
     if access.route == "gateway":
@@ -219,8 +232,7 @@ def _open_ssh_access(phase: Phase, workdir: str) -> None:
             1,
             "The builder is reached through the service's SSH gateway (ssh -J); the command is on the build page.",
         )
-    for line in lines:
-        storage.backend_log(phase.storage_dir, line)
+    return lines
 
 
 # --- watch ---------------------------------------------------------------------------
@@ -241,18 +253,13 @@ def finish_phase(
         state, State.FAILED
     )
     fetched: list[str] = []
-    if build.ssh:
+    # A keep-on-failure build's failed phase: its builder becomes the owner's below, once the
+    # spec and the logs are in (the live log is stored already); nothing is published.
+    keep = build.ssh_on_failure and final == State.FAILED and lease_reason == Lease.EndReason.BUILD_FINISHED
+    if build.ssh or keep:
         # Nothing built on a user's builder is trusted: only the spec (and the logs) come back.
         if isinstance(phase, SrpmPhase):
-            try:
-                fetched = runner.fetch_results(
-                    builder_of(phase),
-                    workdir=phase.remote_dir,
-                    target=storage.ensure_dir(phase.storage_dir),
-                    only=SPEC_ONLY,
-                )
-            except runner.RunnerError as exc:
-                log.warning("fetching the spec of %s: %s", phase, exc)
+            fetched = _fetch_spec(phase)
     elif final == State.SUCCEEDED:
         target = storage.ensure_dir(phase.storage_dir)
         pattern = SRPM_RESULTS if isinstance(phase, SrpmPhase) else RPM_RESULTS
@@ -273,13 +280,20 @@ def finish_phase(
                 final, reason = State.FAILED, "the SRPM phase made no source package"
             else:
                 _record_srpm(build, phase, srpms[0], specs[0] if specs else "")
+    # Decided before the end is recorded, so that whoever sees the phase failed also sees its
+    # SSH builder, or why there is none. A worker that dies before the record leaves the phase
+    # running with its report: the builds tick collects it again, and keeping is safe twice.
+    keeping = None
+    if keep:
+        # The agent's report token is on the builder: from now on it may only be the user's.
+        type(phase).objects.filter(pk=phase.pk).update(token_hash="")
+        keeping = _keep_for_ssh(phase)
     now = timezone.now()
     with transaction.atomic():
-        moved = (
-            type(phase)
-            .objects.filter(pk=phase.pk, state=State.RUNNING)
-            .update(state=final, ended_at=now, status_reason=reason[:500], watch_until=None)
-        )
+        ended: dict[str, Any] = {"state": final, "ended_at": now, "status_reason": reason[:500]}
+        if keeping is not None:
+            ended["not_kept_reason"] = keeping.not_kept
+        moved = type(phase).objects.filter(pk=phase.pk, state=State.RUNNING).update(watch_until=None, **ended)
         if not moved:
             return
         if isinstance(phase, SrpmPhase) and not build.ssh:
@@ -305,8 +319,74 @@ def finish_phase(
             phase.storage_dir, f"The builder is kept for debugging until {until:%Y-%m-%d %H:%M:%S %Z}."
         )
         return
+    if keeping is not None:
+        for line in keeping.lines:
+            storage.backend_log(phase.storage_dir, line)
+        if keeping.release:
+            builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=keeping.release)
+        if keeping.kept:
+            announce_ready(lease_id=lease_of(phase))
+        return
     # A build's outcome says nothing bad about its builder: by default it goes back to its sandbox.
     builders.release_lease(lease_id=lease_of(phase), via=builders.TASK, reason=lease_reason)
+
+
+def _fetch_spec(phase: SrpmPhase) -> list[str]:
+    """The spec of an SRPM phase from its builder (an SSH builder's, or one about to become one)."""
+    try:
+        return runner.fetch_results(
+            builder_of(phase),
+            workdir=phase.remote_dir,
+            target=storage.ensure_dir(phase.storage_dir),
+            only=SPEC_ONLY,
+        )
+    except runner.RunnerError as exc:
+        log.warning("fetching the spec of %s: %s", phase, exc)
+        return []
+
+
+@dataclass(frozen=True)
+class _Keeping:
+    """What became of the builder of a failed phase that its build asked to keep for SSH."""
+
+    kept: bool
+    lines: list[str]  # for backend.log, after the phase's end
+    not_kept: str = ""  # why it was not kept (the phase's not_kept_reason)
+    release: str = ""  # the end reason of its lease when it is given back now
+
+
+def _keep_for_ssh(phase: Phase) -> _Keeping:
+    """A keep-on-failure build's phase failed: turn its builder into the owner's SSH builder, or say why not."""
+    lease_id = lease_of(phase)
+    try:
+        builders.keep_for_ssh(lease_id=lease_id, via=builders.TASK)
+    except builders.OverQuota as exc:
+        # Nobody had access to it: the builder goes back to its sandbox like any other.
+        return _not_kept(
+            f"you are at your SSH quota ({exc.message})",
+            hint="Release one of them, or resubmit the build and allow SSH: that build waits for a free slot.",
+            release=Lease.EndReason.BUILD_FINISHED,
+        )
+    except (builders.LeaseNotActive, NotFoundError) as exc:
+        return _not_kept(f"its lease had ended ({exc.message})")
+    try:
+        lines = _open_ssh_access(phase, phase.remote_dir, after_failure=True)
+    except (builders.DeployError, builders.LeaseNotActive, ProviderError) as exc:
+        # Keys may have reached it half-way: the builder is not reused.
+        why = one_line(str(getattr(exc, "message", exc)), cap=300)
+        return _not_kept(f"SSH access could not be set up ({why})", release=Lease.EndReason.FAILED)
+    kept = "The build failed: its builder is kept for SSH access, as asked when it was submitted."
+    return _Keeping(kept=True, lines=[kept, *lines])
+
+
+def _not_kept(
+    reason: str,
+    *,
+    hint: str = "To debug the build on a builder of its own, resubmit it and allow SSH.",
+    release: str = "",
+) -> _Keeping:
+    text = f"The builder was not kept for SSH: {reason}"[:480]
+    return _Keeping(kept=False, lines=[f"{text}. {hint}"], not_kept=text, release=release)
 
 
 def _record_srpm(build: Build, phase: SrpmPhase, srpm: str, spec: str) -> None:

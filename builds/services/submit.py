@@ -32,6 +32,7 @@ from builds.services.projects import active_chroots, check_can_build
 from builds.services.state import queue_stop, update_build_state
 from builds.sources import Source, store_upload
 from coprssh.exceptions import ConflictError, NotFoundError, ServiceError
+from keys.parser import PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,14 @@ def create_build(
     source_file: Path | None = None,
     resubmitted_from: Build | None = None,
     ssh_keys: str = "",
+    ssh_on_failure: bool = False,
     skip_chroots: str = "",
 ) -> tuple[Build, SrpmPhase, list[BuildChroot]]:
     """The rows of a new build (call inside its transaction): the build, its SRPM phase, its chroots.
 
     `source_file` is a staged file, moved into the SRPM phase's directory; with `skip_chroots`
-    (a reason) the chroots are created skipped.
+    (a reason) the chroots are created skipped. `ssh_keys` make an SSH build, or with
+    `ssh_on_failure` a normal build that keeps a failed phase's builder for those keys.
     """
     # Registered first, so it runs first: once committed, the files belong to the build.
     transaction.on_commit(files.keep)
@@ -124,7 +127,8 @@ def create_build(
         submitter=submitter,
         **source.columns(),
         resubmitted_from=resubmitted_from,
-        ssh=bool(ssh_keys),
+        ssh=bool(ssh_keys) and not ssh_on_failure,
+        ssh_on_failure=ssh_on_failure,
         ssh_keys=ssh_keys,
     )
     srpm = SrpmPhase.objects.create(build=build)
@@ -149,9 +153,18 @@ def submit_build(
     upload: UploadedFile[bytes] | None = None,
     copy_from: Path | None = None,
     resubmitted_from: Build | None = None,
+    keep_for_ssh: list[PublicKey] | None = None,
 ) -> Build:
-    """Store the source and queue the SRPM phase; chroots default to all of the project's."""
+    """Store the source and queue the SRPM phase; chroots default to all of the project's.
+
+    With `keep_for_ssh` (keys, resolved and checked by keys.services) the builder of a phase that
+    fails is kept for those keys to log in to; nothing is deployed unless a phase fails.
+    """
     check_can_build(project, submitter)
+    if keep_for_ssh is not None and not keep_for_ssh:
+        raise ServiceError(
+            "Give at least one public SSH key to keep the builder for.", field="ssh_public_keys"
+        )
     project_chroots = {c.name: c for c in project.chroots.filter(active=True)}
     if chroots:
         targets = active_chroots(chroots)
@@ -177,6 +190,8 @@ def submit_build(
                 files=files,
                 source_file=staged,
                 resubmitted_from=resubmitted_from,
+                ssh_keys="\n".join(key.line for key in keep_for_ssh or []),
+                ssh_on_failure=bool(keep_for_ssh),
             )
             request_srpm_lease(build, srpm)
     log.info("build %s submitted to %s by %s", build.pk, project.full_name, submitter.pk)
@@ -229,8 +244,14 @@ def cancel_build(*, build_id: int, user: User) -> Build:
     return build
 
 
-def resubmit_build(*, build: Build, user: User, chroots: list[str] | None = None) -> Build:
-    """Submit the same source again (to some or all of its chroots) as a new build."""
+def resubmit_build(
+    *,
+    build: Build,
+    user: User,
+    chroots: list[str] | None = None,
+    keep_for_ssh: list[PublicKey] | None = None,
+) -> Build:
+    """Submit the same source again (to some or all of its chroots) as a new build (see submit_build)."""
     check_can_build(build.project, user)
     if not build.is_finished:
         raise ConflictError(f"Build #{build.pk} is still {build.state}; cancel it or wait until it ends.")
@@ -246,4 +267,5 @@ def resubmit_build(*, build: Build, user: User, chroots: list[str] | None = None
         source=Source.of(build),
         copy_from=copy_from,
         resubmitted_from=build,
+        keep_for_ssh=keep_for_ssh,
     )

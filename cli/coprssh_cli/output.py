@@ -129,7 +129,10 @@ def build_summary(build: dict[str, Any], out: TextIO, absolute: Any = str) -> No
         ("started", stamp(build, "started")),
         ("ended", stamp(build, "ended")),
         ("resubmitted from", f"#{build['resubmitted_from']}" if build.get("resubmitted_from") else ""),
-        ("ssh", "yes" if build.get("ssh") else ""),
+        (
+            "ssh",
+            "yes" if build.get("ssh") else "kept if a phase fails" if build.get("ssh_on_failure") else "",
+        ),
     ]
     for label, value in details:
         if value:
@@ -161,4 +164,6 @@ def build_summary(build: dict[str, Any], out: TextIO, absolute: Any = str) -> No
             print(printable(line), file=out)
         elif isinstance(ssh_builder, dict) and ssh_builder.get("queue_reason"):
             print(printable(f"  {name}: SSH builder queued: {ssh_builder['queue_reason']}"), file=out)
+        if phase.get("not_kept_reason"):
+            print(printable(f"  {name}: {phase['not_kept_reason']}"), file=out)
     out.flush()

@@ -129,6 +129,12 @@ def find_builder(client: Client, build_id: int, chroot: str | None = None) -> in
     if not found:
         if build.get("ssh"):
             raise SshError(f"Build #{build_id} has no SSH builder yet.", 2)
+        if build.get("ssh_on_failure"):
+            raise SshError(
+                f"Build #{build_id} keeps a builder for SSH only when a phase fails, and none was kept "
+                f"(`coprssh status {build_id}` says why); resubmit it with one: coprssh resubmit {build_id} --ssh",
+                2,
+            )
         raise SshError(
             f"Build #{build_id} was built without SSH access; "
             f"resubmit it with one: coprssh resubmit {build_id} --ssh",

@@ -209,6 +209,18 @@
     }
   }
 
+  function reloadOnce(phaseKey) {
+    // Once per phase of this build's page, so a page and a state that disagree cannot loop.
+    const key = "coprssh-reloaded:" + window.location.pathname + ":" + phaseKey;
+    try {
+      if (window.sessionStorage.getItem(key)) return;
+      window.sessionStorage.setItem(key, "1");
+    } catch (error) {
+      return; // no storage: the user reloads
+    }
+    window.location.reload();
+  }
+
   function setUpBuildPage(root) {
     const stateUrl = root.dataset.stateUrl;
     const cards = new Map();
@@ -268,6 +280,10 @@
         setResults(card, phase.results);
         const panel = card.querySelector("[data-ssh]");
         if (panel && phase.ssh) setSsh(panel, phase.ssh);
+        // A failed phase of a keep-on-failure build got its SSH builder, or was refused one,
+        // after the page was made: load the page again, which shows the panel or the reason.
+        const refused = phase.not_kept_reason && !card.querySelector('[data-field="not_kept_reason"]');
+        if ((!panel && phase.ssh) || refused) reloadOnce(phase.key);
         if (phase.ssh && SSH_LIVE.includes(phase.ssh.state)) sshLive = true;
       }
     }

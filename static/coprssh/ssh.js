@@ -1,4 +1,5 @@
-/* coprssh SSH pages: the live key preview of the resubmit-with-SSH form, and on the build
+/* coprssh SSH pages: the live key preview of the forms that take keys (resubmit with SSH, keep
+ * the builder if the build fails, with its keys shown while that box is ticked), and on the build
  * page the Copy button of the ssh command, the expiry countdown and the Release confirmation.
  * Plain JavaScript, no framework; the pages work without it (the server checks every key
  * again on submit, and shows the expiry as an absolute time).
@@ -219,7 +220,20 @@
     });
   }
 
+  // --- a part shown only while its checkbox is ticked ("keep the builder if it fails") ---
+
+  function setUpShownBy(part) {
+    const box = document.getElementById(part.dataset.shownBy);
+    if (!box) return;
+    function update() {
+      part.hidden = !box.checked;
+    }
+    box.addEventListener("change", update);
+    update();
+  }
+
   function start() {
+    for (const part of document.querySelectorAll("[data-shown-by]")) setUpShownBy(part);
     const textarea = document.getElementById("id_ssh_public_keys");
     const box = document.getElementById("key-preview");
     if (textarea && box && window.fetch) setUpKeyPreview(textarea, box);

@@ -39,6 +39,7 @@ BUILD_FIELDS = {
     "package_version",
     "submitter",
     "ssh",
+    "ssh_on_failure",
     "resubmitted_from",
     "created",
     "started",
@@ -46,8 +47,18 @@ BUILD_FIELDS = {
     "chroots",
     "srpm",
 }
-CHROOT_FIELDS = {"name", "state", "status_reason", "started", "ended", "logs", "results", "ssh_builder"}
-SRPM_FIELDS = {"state", "status_reason", "started", "ended", "logs", "results", "ssh_builder"}
+PHASE_FIELDS = {
+    "state",
+    "status_reason",
+    "not_kept_reason",
+    "started",
+    "ended",
+    "logs",
+    "results",
+    "ssh_builder",
+}
+CHROOT_FIELDS = {"name", *PHASE_FIELDS}
+SRPM_FIELDS = PHASE_FIELDS
 
 
 def detail_url(build_id: int) -> str:

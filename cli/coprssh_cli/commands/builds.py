@@ -38,6 +38,18 @@ def cmd_build(ctx: Context) -> int:
     fields: dict[str, Any] = {"project": project}
     if args.chroots:
         fields["chroots"] = args.chroots
+    keys, notes = ssh_keys(ctx)
+    if (keys or args.saved_keys) and not args.ssh_on_failure:
+        raise UsageError(
+            "key options go with --ssh-on-failure here; to debug a finished build over SSH, "
+            "use `coprssh resubmit BUILD --ssh`"
+        )
+    if args.ssh_on_failure:
+        fields |= {
+            "ssh_on_failure": True,
+            "ssh_public_keys": "\n".join(keys),
+            "use_saved_keys": args.saved_keys,
+        }
     if args.file:
         path = Path(args.file)
         try:
@@ -52,7 +64,10 @@ def cmd_build(ctx: Context) -> int:
         build = ctx.client.post("builds/", fields)
     else:
         build = ctx.client.post("builds/", fields | {"source_type": "url", "url": args.url})
-    return submitted(ctx, build, f"Submitted build #{build.get('id')} to {build.get('project') or project}")
+    if build.get("ssh_on_failure"):
+        notes.append(f"If it fails, its builder is kept: log in with `coprssh ssh {build.get('id')}`")
+    headline = f"Submitted build #{build.get('id')} to {build.get('project') or project}"
+    return submitted(ctx, build, headline, notes)
 
 
 def submitted(ctx: Context, build: dict[str, Any], headline: str, notes: list[str] | None = None) -> int:
@@ -101,12 +116,23 @@ def follow(ctx: Context, build: int) -> int:
     if ctx.json:
         watcher.emit({"event": "finished", "build": final})
     elif final.get("state") == "failed":
-        failed = [c.get("name") for c in final.get("chroots") or [] if c.get("state") == "failed"]
-        chroot = f" --chroot {failed[0]}" if failed else ""
-        say(
-            f"To debug it on the builder: coprssh resubmit {build}{chroot} --ssh, then: coprssh ssh NEW_BUILD"
-        )
+        say_how_to_debug(final, build)
     return EXIT_OK if final.get("state") == "succeeded" else EXIT_BUILD_FAILED
+
+
+def say_how_to_debug(final: dict[str, Any], build: int) -> None:
+    """After a failed build: log in to the builder kept for it, or resubmit with SSH (saying why)."""
+    kept = [name for name, phase in phases(final) if isinstance(phase.get("ssh_builder"), dict)]
+    if final.get("ssh_on_failure") and kept:
+        chroot = f" --chroot {kept[0]}" if len(kept) > 1 else ""
+        say(f"The failed builder is kept for you to debug: coprssh ssh {build}{chroot}")
+        return
+    for name, phase in phases(final):
+        if phase.get("not_kept_reason"):
+            say(f"{name}: {phase['not_kept_reason']}")
+    failed = [c.get("name") for c in final.get("chroots") or [] if c.get("state") == "failed"]
+    chroot = f" --chroot {failed[0]}" if failed else ""
+    say(f"To debug it on the builder: coprssh resubmit {build}{chroot} --ssh, then: coprssh ssh NEW_BUILD")
 
 
 def cmd_cancel(ctx: Context) -> int:
@@ -128,8 +154,16 @@ def cmd_resubmit(ctx: Context) -> int:
         body["ssh_public_keys"] = "\n".join(keys)
     if args.saved_keys:
         body["use_saved_keys"] = True
+    if args.ssh_on_failure:
+        if args.ssh:
+            raise UsageError(
+                "--ssh and --ssh-on-failure exclude each other: an SSH build keeps its builder anyway"
+            )
+        body["ssh_on_failure"] = True
     build = ctx.client.post(f"builds/{args.build}/resubmit/", body)
     ssh = " with SSH" if build.get("ssh") else ""
+    if build.get("ssh_on_failure"):
+        notes.append(f"If it fails, its builder is kept: log in with `coprssh ssh {build.get('id')}`")
     if build.get("ssh"):
         notes += ssh_builder_notes(build)
         notes.append(f"Log in once it is ready with: coprssh ssh {build.get('id')}")
@@ -181,6 +215,7 @@ def add_commands(command: AddCommand) -> None:
     build.add_argument("--committish", metavar="REF", help="branch, tag or commit (with --scm)")
     build.add_argument("--spec", metavar="PATH", help="the spec file's path in the repository (with --scm)")
     build.add_argument("--url", metavar="URL", help="build a .src.rpm from this public URL")
+    add_key_options(build, ssh=False)
     add_watch_options(build)
 
     status = command("status", cmd_status, "show a build and its chroots")

@@ -22,11 +22,18 @@ def ssh_keys(ctx: Context) -> tuple[list[str], list[str]]:
     files = [Path(name) for name in args.ssh_key_files or []]
     references = [*(args.github or []), *(args.fas or [])]
     notes: list[str] = []
-    if args.ssh and not (keys or files or references or args.saved_keys):
+    wanted = (
+        "--ssh-on-failure"
+        if getattr(args, "ssh_on_failure", False)
+        else "--ssh"
+        if getattr(args, "ssh", False)
+        else ""
+    )
+    if wanted and not (keys or files or references or args.saved_keys):
         default = sshlib.default_key_file(ctx.environ)
         if default is None:
             raise UsageError(
-                "--ssh needs a public key and none of ~/.ssh/"
+                f"{wanted} needs a public key and none of ~/.ssh/"
                 + ", ~/.ssh/".join(sshlib.DEFAULT_KEY_FILES)
                 + " exists: give --key FILE (a .pub file), --github USER or --fas USER (the keys "
                 "that account publishes), or --saved-keys (the keys saved on your profile)"
@@ -61,9 +68,18 @@ def read_public_keys(path: Path) -> str:
     return text.strip()
 
 
-def add_key_options(parser: argparse.ArgumentParser) -> None:
-    """`resubmit`'s options that allow SSH and say with which keys."""
-    parser.add_argument("--ssh", action="store_true", help="run it on a builder you can log in to as root")
+def add_key_options(parser: argparse.ArgumentParser, *, ssh: bool = True) -> None:
+    """The options that allow SSH (`resubmit --ssh`, and `--ssh-on-failure`) and say with which keys."""
+    if ssh:
+        parser.add_argument(
+            "--ssh", action="store_true", help="run it on a builder you can log in to as root"
+        )
+    parser.add_argument(
+        "--ssh-on-failure",
+        action="store_true",
+        help="keep the builder of a phase that fails for you to log in to (with the keys the key options "
+        "give, or your usual public key); on success nothing changes and no key is deployed",
+    )
     parser.add_argument(
         "--key",
         "--ssh-key-file",
