@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,11 +31,10 @@ from ssh_ready import (  # noqa: E402 - beside this script
     SPEC,
     USER,
     Worker,
-    cleanup,
     new_key,
     p95,
     retire,
-    setup_django,
+    run,
     ssh_true,
 )
 
@@ -57,34 +53,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    if shutil.which("rpmbuild") is None or not Path("/usr/sbin/sshd").exists() or not shutil.which("ssh"):
-        print("bench: needs rpmbuild, OpenSSH's sshd and the ssh client", file=sys.stderr)
-        return 2
-    made = setup_django()
-
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGINT, interrupted)
-    worker = Worker(trace=args.trace)
-    worker.install()
-    from django.conf import settings
-
-    root = Path(settings.DATA_DIR) / "bench-builders"
-    scratch = Path(tempfile.mkdtemp(prefix="coprssh-bench-keys-"))
-    try:
-        return bench(args, worker, root, scratch)
-    except KeyboardInterrupt:
-        print("\nbench: interrupted; cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        cleanup(worker, root, timeout=args.timeout)
-        shutil.rmtree(scratch, ignore_errors=True)
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
+    return run(parse_args(), bench)
 
 
 def bench(args: argparse.Namespace, worker: Worker, root: Path, scratch: Path) -> int:

@@ -198,7 +198,11 @@ def p95(values: list[float]) -> float:
 
 
 def main() -> int:
-    args = parse_args()
+    return run(parse_args(), bench)
+
+
+def run(args: argparse.Namespace, body: Callable[[argparse.Namespace, Worker, Path, Path], int]) -> int:
+    """Set up Django and the in-process worker, run `body`, and leave nothing behind, even on Ctrl-C."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr] - progress on stderr stays in order
     if shutil.which("rpmbuild") is None or not Path("/usr/sbin/sshd").exists() or not shutil.which("ssh"):
         print("bench: needs rpmbuild, OpenSSH's sshd and the ssh client", file=sys.stderr)
@@ -218,7 +222,7 @@ def main() -> int:
     root = Path(settings.DATA_DIR) / "bench-builders"
     scratch = Path(tempfile.mkdtemp(prefix="coprssh-bench-keys-"))
     try:
-        return bench(args, worker, root, scratch)
+        return body(args, worker, root, scratch)
     except KeyboardInterrupt:
         print("\nbench: interrupted; cleaning up", file=sys.stderr)
         return 130
