@@ -28,6 +28,7 @@ the URL the redirects end at and follows none of its own.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import json
@@ -108,7 +109,6 @@ class Reporter:
 
     INTERVAL = 1.0  # seconds between looks at the log: at most one report a second while it grows
     GIVE_UP = 300.0  # how long the end is retried against a service that does not answer
-    STOPPED_GIVE_UP = 3.0  # the same, for an agent that was told to stop
 
     def __init__(self, agent: Agent, config: dict[str, Any]) -> None:
         self.agent = agent
@@ -133,7 +133,7 @@ class Reporter:
             headers={"Authorization": f"PhaseToken {self.token}", "Content-Type": content_type},
         )
         try:
-            timeout = 3 if self.agent.canceled else 20
+            timeout = 1 if self.agent.canceled else 20
             with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the service's own URL
                 return response.status, json.loads(response.read(65536) or b"{}")
         except urllib.error.HTTPError as exc:
@@ -179,8 +179,16 @@ class Reporter:
         not hold up the machine's shutdown, and a phase the service canceled refuses it anyway.
         """
         self.done.set()
-        self.thread.join(5 if self.agent.canceled else 30)
-        give_up = time.monotonic() + (self.STOPPED_GIVE_UP if self.agent.canceled else self.GIVE_UP)
+        if self.agent.canceled:
+            # One short try, without waiting for the reporting thread: the service pulls the rest of
+            # the log itself, and its watchdog reads status.json if this report never arrives.
+            size = os.path.getsize(self.agent.path("builder-live.log"))
+            body = json.dumps({"state": state, "reason": reason[:1000], "log_size": size}).encode()
+            with contextlib.suppress(OSError, ValueError):
+                self.request("end/", body, "application/json")
+            return
+        self.thread.join(30)
+        give_up = time.monotonic() + self.GIVE_UP
         pause = 0.5
         while not self.closed and time.monotonic() < give_up:
             try:
