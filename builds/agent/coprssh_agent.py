@@ -192,7 +192,12 @@ class Reporter:
         pause = 0.5
         while not self.closed and time.monotonic() < give_up:
             try:
+                before = self.sent
                 if not self.push():
+                    if self.sent > before:
+                        continue  # more of the log went through: send the next chunk at once
+                    time.sleep(pause)  # refused or failed: do not hammer the service
+                    pause = min(pause * 2, 15)
                     continue
                 size = os.path.getsize(self.agent.path("builder-live.log"))
                 body = json.dumps({"state": state, "reason": reason[:1000], "log_size": size}).encode()
