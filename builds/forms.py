@@ -13,6 +13,7 @@ from django.forms.boundfield import BoundWidget
 
 from builders.services import MAX_PROLONG_HOURS
 from builds.models import SOURCE_FIELDS, Build, BuildChroot, Chroot, State
+from builds.selectors import default_ssh_chroots
 from builds.sources import (
     MAX_COMMITTISH,
     MAX_SPEC_PATH,
@@ -239,6 +240,24 @@ def _rebuilt_chroots(build_chroots: Iterable[BuildChroot]) -> forms.MultipleChoi
     )
 
 
+def _ssh_chroots(build_chroots: Iterable[BuildChroot]) -> forms.MultipleChoiceField:
+    """The chroots of an SSH resubmission, starting with the failed ones, or the first one.
+
+    Each chosen chroot takes an SSH builder, and so one of the user's few slots: one click must
+    not take them all.
+    """
+    build_chroots = list(build_chroots)
+    chosen = default_ssh_chroots(build_chroots)
+    any_failed = any(bc.state == State.FAILED for bc in build_chroots)
+    return _chroot_field(
+        [bc.chroot for bc in build_chroots],
+        initial=[bc.chroot.name for bc in chosen],
+        help_text="The failed chroots are chosen."
+        if any_failed
+        else "No chroot failed, so only the first one is chosen.",
+    )
+
+
 class ResubmitForm(KeepOnFailureForm):
     def __init__(
         self, *args: Any, build_chroots: Iterable[BuildChroot], user: User, saved_keys: int, **kwargs: Any
@@ -267,7 +286,7 @@ class ResubmitSshForm(SshKeysForm):
         super().__init__(*args, user=user, saved_keys=saved_keys, **kwargs)
         self.srpm_reruns = srpm_reruns
         if not srpm_reruns:
-            self.fields["chroots"] = _rebuilt_chroots(build_chroots)
+            self.fields["chroots"] = _ssh_chroots(build_chroots)
 
     def clean(self) -> dict[str, Any]:
         super().clean()

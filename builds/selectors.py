@@ -6,6 +6,8 @@ serves at most one phase, the SRPM phase or one chroot of one build.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from builds.models import Build, BuildChroot, SrpmPhase, State
 from keys.parser import PublicKey, parse_keys
 
@@ -78,6 +80,16 @@ def builds_served_by(lease_ids: list[int]) -> dict[int, tuple[Build, str]]:
 def keys_of(build: Build) -> list[PublicKey]:
     """The keys an SSH build deploys (stored canonical, parsed again)."""
     return parse_keys(build.ssh_keys, allow_references=False, max_keys=None).keys
+
+
+def default_ssh_chroots(build_chroots: Iterable[BuildChroot]) -> list[BuildChroot]:
+    """The chroots an SSH resubmission builds when none is named: the failed ones, or the first.
+
+    Each chosen chroot takes an SSH builder of its own, and so a slot of its owner's quota.
+    """
+    build_chroots = list(build_chroots)
+    failed = [bc for bc in build_chroots if bc.state == State.FAILED]
+    return failed or build_chroots[:1]
 
 
 def srpm_reruns(build: Build) -> bool:

@@ -31,7 +31,8 @@ class BuildResubmitView(APIView):
         chroots = chroot_names(
             required=False,
             allow_empty=False,
-            help_text="Leave out to build for the same chroots (with SSH: the failed ones, or all).",
+            help_text="Leave out to build for the same chroots; with SSH, for the failed ones, "
+            "or the first one when none failed (each takes an SSH builder of its own).",
         )
 
     @extend_schema(

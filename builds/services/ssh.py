@@ -19,7 +19,7 @@ from django.utils import timezone
 from builders import services as builders
 from builds import storage
 from builds.models import Build, SrpmPhase, State
-from builds.selectors import SRPM, srpm_reruns
+from builds.selectors import SRPM, default_ssh_chroots, srpm_reruns
 from builds.services.leases import request_ssh_lease
 from builds.services.projects import active_chroots, check_can_build
 from builds.services.state import update_build_state
@@ -57,8 +57,8 @@ def resubmit_with_ssh(
         if outside:
             raise ServiceError(f"Not chroots of build #{build.pk}: {', '.join(outside)}.", field="chroots")
     else:
-        failed = [bc.chroot for bc in original if bc.state == State.FAILED]
-        targets = failed or [bc.chroot for bc in original]
+        # No chroot is built when the SRPM phase reruns: the new build lists them all as skipped.
+        targets = [bc.chroot for bc in (default_ssh_chroots(original) if srpm_ok else original)]
     source_copy = storage.path(build.source_file) if build.source_file else None
     if not srpm_ok and source_copy is not None and not source_copy.is_file():
         # The SRPM phase must run again, and there is nothing left to run it on.

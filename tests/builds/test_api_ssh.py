@@ -268,6 +268,44 @@ def test_resubmit_with_ssh_gives_each_chosen_chroot_its_own_builder(api, project
     ]
 
 
+def test_resubmit_with_ssh_without_chroots_takes_every_failed_one(api, project, user, keys):
+    old = failed_build(project, user, failed=("epel-10-aarch64", "fedora-rawhide-x86_64"))
+
+    response = ssh_resubmit(api, old, ssh_public_keys=keys["laptop"].public)
+
+    assert response.status_code == 201, response.content
+    names = [c["name"] for c in response.json()["chroots"]]
+    assert names == ["epel-10-aarch64", "fedora-rawhide-x86_64"]
+    assert Lease.objects.filter(owner=user, ssh=True).count() == 2
+
+
+def test_resubmit_with_ssh_of_a_build_where_nothing_failed_takes_only_the_first_chroot(
+    api, project, user, keys
+):
+    # One request without chroots must not take every SSH slot of the user.
+    old = failed_build(project, user, failed=())
+    Build.objects.filter(pk=old.pk).update(state=State.SUCCEEDED)
+
+    response = ssh_resubmit(api, old, ssh_public_keys=keys["laptop"].public)
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [c["name"] for c in body["chroots"]] == ["epel-10-aarch64"]
+    assert body["chroots"][0]["ssh_builder"]["state"] == "provisioning"
+    assert Lease.objects.filter(owner=user, ssh=True).count() == 1
+    assert api.get(QUOTA_URL).json()["in_use"] == 1
+
+
+def test_resubmit_without_ssh_and_without_chroots_still_takes_them_all(api, project, user):
+    old = failed_build(project, user, failed=())
+    Build.objects.filter(pk=old.pk).update(state=State.SUCCEEDED)
+
+    response = api.post(resubmit_url(old.pk), {}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert [c["name"] for c in response.json()["chroots"]] == CHROOTS
+
+
 def test_over_quota_the_ssh_build_is_accepted_and_its_builder_queued_with_the_reason(
     api, project, user, keys
 ):

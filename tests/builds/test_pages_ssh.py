@@ -232,6 +232,48 @@ def test_ssh_form_preselects_the_failed_chroots_and_shows_the_quota(logged_in_cl
 
 
 @pytest.mark.django_db
+def test_ssh_form_preselects_every_failed_chroot(logged_in_client, submit):
+    build = finish(submit(), State.SUCCEEDED, dict.fromkeys(CHROOTS, State.FAILED))
+
+    content = logged_in_client.get(ssh_url(build.pk)).content.decode()
+
+    assert checked(content) == set(CHROOTS)
+    assert "The failed chroots are chosen." in content
+
+
+@pytest.mark.django_db
+def test_ssh_form_of_a_build_where_nothing_failed_preselects_only_the_first_chroot(
+    logged_in_client, user, submit, key
+):
+    build = finish(submit(), State.SUCCEEDED, dict.fromkeys(CHROOTS, State.SUCCEEDED))
+    content = logged_in_client.get(ssh_url(build.pk)).content.decode()
+    assert checked(content) == {"fedora-42-x86_64"}
+    assert "No chroot failed, so only the first one is chosen." in content
+    assert "which takes one of your 2 SSH slots" in content
+
+    # Sent as shown, the form takes one SSH builder, not every slot of the user.
+    logged_in_client.post(
+        ssh_url(build.pk), {"chroots": sorted(checked(content)), "ssh_public_keys": key.public}
+    )
+
+    new = Build.objects.get(resubmitted_from=build, ssh=True)
+    assert [bc.chroot.name for bc in new.build_chroots.all()] == ["fedora-42-x86_64"]
+    assert Lease.objects.filter(owner=user, ssh=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_plain_resubmit_form_of_a_build_where_nothing_failed_still_preselects_every_chroot(
+    logged_in_client, submit
+):
+    build = finish(submit(), State.SUCCEEDED, dict.fromkeys(CHROOTS, State.SUCCEEDED))
+
+    content = logged_in_client.get(build_url(build.pk, "resubmit/")).content.decode()
+
+    assert checked(content) == set(CHROOTS)
+    assert "No chroot failed, so all are chosen." in content
+
+
+@pytest.mark.django_db
 def test_ssh_form_counts_the_saved_keys(logged_in_client, user, failed_build, key, second_key):
     add_saved_key(user=user, title="laptop", public_key=key.public)
     add_saved_key(user=user, title="desktop", public_key=second_key.public)

@@ -239,20 +239,23 @@ def add_commands(command: AddCommand) -> None:
     )
     resubmit.add_argument("build", type=build_id, metavar="BUILD")
     add_key_options(resubmit)
-    add_watch_options(resubmit)
+    add_watch_options(
+        resubmit,
+        chroot_default="the build's chroots; with SSH, the failed ones, or the first one if none failed",
+    )
 
     listing = command("list-builds", cmd_list_builds, "list a project's builds, newest first")
     listing.add_argument("project", metavar="PROJECT", help="OWNER/NAME, or NAME for one of yours")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (0: all; default 50)")
 
 
-def add_watch_options(parser: argparse.ArgumentParser) -> None:
+def add_watch_options(parser: argparse.ArgumentParser, *, chroot_default: str = "all of them") -> None:
     parser.add_argument(
         "--chroot",
         dest="chroots",
         action="append",
         metavar="CHROOT",
-        help="build only for this chroot (repeat for more; default: all of them)",
+        help=f"build only for this chroot (repeat for more; default: {chroot_default})",
     )
     parser.add_argument("--watch", action="store_true", help="then follow it as `coprssh watch` does")
     add_follow_options(parser)
