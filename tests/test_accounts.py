@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 import re
+import shutil
+import subprocess
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -13,9 +17,18 @@ from django.core.exceptions import PermissionDenied
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 
+from builds import storage
+from builds.models import Build, Chroot, Project, State
+from builds.services import create_project
 from coprssh.users import signed_in_user
 
 PASSWORD_RE = re.compile(r"^(\w+): created, .*, password: (\S+)$", re.MULTILINE)
+
+
+@pytest.fixture
+def storage_dir(settings, tmp_path) -> Path:
+    settings.COPRSSH_STORAGE_DIR = tmp_path / "storage"
+    return settings.COPRSSH_STORAGE_DIR
 
 
 def run_demo_data() -> str:
@@ -89,6 +102,104 @@ def test_demo_data_leaves_an_existing_account_alone(django_user_model):
     assert demo.check_password("my-own-password-1")
     assert "demo: exists, password unchanged" in output
     assert set(dict(PASSWORD_RE.findall(output))) == {"operator"}
+
+
+DEMO_SPECS = Path(__file__).resolve().parent.parent / "builds" / "demo"
+ARCH = platform.machine()
+
+
+def demo_builds() -> dict[str, Build]:
+    """The demo user's builds by project name."""
+    builds = Build.objects.filter(project__owner__username="demo").select_related("project")
+    return {build.project.name: build for build in builds}
+
+
+@pytest.mark.django_db
+def test_demo_data_submits_a_sample_build_and_one_whose_check_fails(storage_dir):
+    output = run_demo_data()
+
+    builds = demo_builds()
+    assert set(builds) == {"hello-coprssh", "failing-check"}
+    hello, failing = builds["hello-coprssh"], builds["failing-check"]
+    # The sample first: on a fresh demo the failed build is the next one.
+    assert failing.pk == hello.pk + 1
+    for build, chroots in (
+        (hello, [f"epel-9-{ARCH}", f"fedora-rawhide-{ARCH}"]),
+        # One chroot only: resubmitting it with SSH takes one SSH builder.
+        (failing, [f"fedora-rawhide-{ARCH}"]),
+    ):
+        spec = DEMO_SPECS / f"{build.project.name}.spec"
+        assert build.submitter.username == "demo"
+        assert build.state == State.PENDING
+        assert build.source_filename == spec.name
+        assert storage.path(build.source_file).read_bytes() == spec.read_bytes()
+        assert [bc.chroot.name for bc in build.build_chroots.select_related("chroot")] == chroots
+        assert sorted(build.project.chroots.values_list("name", flat=True)) == chroots
+    assert "%check fails" in failing.project.description
+    assert f"project demo/hello-coprssh: created, build #{hello.pk} submitted (hello-coprssh.spec" in output
+    assert (
+        f"project demo/failing-check: created, build #{failing.pk} submitted (failing-check.spec, "
+        "whose %check fails: resubmit the build with SSH to debug it)"
+    ) in output
+
+
+def test_the_failing_demo_spec_fails_in_check_with_a_message_to_debug(tmp_path):
+    # The same spec on the build farm: tests/builds/test_demo_builds.py.
+    if shutil.which("rpmbuild") is None:
+        pytest.skip("rpmbuild is not installed")
+    result = subprocess.run(
+        ["rpmbuild", "-bb", "--define", f"_topdir {tmp_path}", str(DEMO_SPECS / "failing-check.spec")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    log = result.stdout + result.stderr
+    assert "FAIL: greets-the-world: expected 'Hello, world!', got 'Hello, world'" in log
+    assert "1 of 2 tests failed" in log
+    assert "(%check)" in log
+    assert "Executing(%install)" in log  # it built and installed first
+
+
+@pytest.mark.django_db
+def test_demo_data_twice_submits_no_second_build(storage_dir):
+    run_demo_data()
+    first = {name: build.pk for name, build in demo_builds().items()}
+
+    second = run_demo_data()
+
+    assert {name: build.pk for name, build in demo_builds().items()} == first
+    assert Build.objects.count() == 2
+    assert Project.objects.count() == 2
+    assert "project demo/hello-coprssh: exists" in second
+    assert "project demo/failing-check: exists" in second
+    assert "submitted" not in second
+
+
+@pytest.mark.django_db
+def test_demo_data_adds_the_failing_project_next_to_an_existing_sample(storage_dir):
+    # A demo made before the failing build existed gets it, and keeps its own projects as they are.
+    demo = get_user_model().objects.create_user("demo", password="my-own-password-1")
+    create_project(owner=demo, name="hello-coprssh", chroots=[f"fedora-rawhide-{ARCH}"])
+
+    output = run_demo_data()
+
+    assert "project demo/hello-coprssh: exists" in output
+    assert set(demo_builds()) == {"failing-check"}
+    assert list(Project.objects.get(name="hello-coprssh").chroots.values_list("name", flat=True)) == [
+        f"fedora-rawhide-{ARCH}"
+    ]
+
+
+@pytest.mark.django_db
+def test_demo_data_without_a_chroot_for_the_machine_skips_the_projects(storage_dir):
+    Chroot.objects.filter(arch=ARCH).delete()
+
+    output = run_demo_data()
+
+    assert not Project.objects.exists()
+    assert f"no chroot for {ARCH}; skipping project demo/failing-check" in output
 
 
 # --- the login rate limit (issue #10) -----------------------------------------------------------

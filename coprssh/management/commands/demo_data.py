@@ -1,9 +1,10 @@
-"""Create the demo accounts; safe to run any number of times."""
+"""Create the demo accounts, pool and projects; safe to run any number of times."""
 
 from __future__ import annotations
 
 import platform
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -16,8 +17,39 @@ from builds.services import create_project, submit_build
 from builds.sources import check_upload
 from coprssh.services import get_api_token
 
-DEMO_PROJECT = "hello-coprssh"
-SAMPLE_SPEC = Path(__file__).resolve().parents[3] / "builds" / "demo" / "hello-coprssh.spec"
+DEMO_SPECS = Path(__file__).resolve().parents[3] / "builds" / "demo"
+
+
+@dataclass(frozen=True)
+class DemoProject:
+    """A project of the `demo` user and its one build, of a spec in builds/demo/."""
+
+    name: str
+    spec: str
+    releases: tuple[str, ...]  # its chroots without the arch, which is the machine's
+    description: str
+    outcome: str  # what the command says of the build
+
+
+DEMO_PROJECTS = [
+    DemoProject(
+        name="hello-coprssh",
+        spec="hello-coprssh.spec",
+        releases=("fedora-rawhide", "epel-9"),
+        description="The sample package of the coprssh demo.",
+        outcome="which builds",
+    ),
+    # The situation the product exists for: a build that fails on the farm. One chroot only, so
+    # that resubmitting it with SSH takes one of the user's SSH builders, not both.
+    DemoProject(
+        name="failing-check",
+        spec="failing-check.spec",
+        releases=("fedora-rawhide",),
+        description="A package whose %check fails on the build farm: resubmit its build with SSH "
+        "and debug it on the builder.",
+        outcome="whose %check fails: resubmit the build with SSH to debug it",
+    ),
+]
 
 ACCOUNTS = [
     # (user name, is operator)
@@ -28,7 +60,8 @@ ACCOUNTS = [
 
 class Command(BaseCommand):
     help = (
-        "Create the demo accounts (an operator and a `demo` user) and a local builder pool; "
+        "Create the demo accounts (an operator and a `demo` user), a local builder pool and the demo "
+        "user's projects, each with a build (one succeeds, one fails in %check); "
         "what exists already is left alone."
     )
 
@@ -64,32 +97,30 @@ class Command(BaseCommand):
         )
         state = "created" if created else "exists"
         self.stdout.write(f"pool {pool.name}: {state}, local builders for {', '.join(pool.architectures)}")
-        self._demo_project(User.objects.get(username="demo"), arch)
+        demo = User.objects.get(username="demo")
+        for demo_project in DEMO_PROJECTS:
+            self._demo_project(demo, demo_project, arch)
 
-    def _demo_project(self, demo, arch: str) -> None:  # noqa: ANN001 - a User
-        """A project with the sample spec, built once so the demo has a build to look at."""
-        project = Project.objects.filter(owner=demo, name=DEMO_PROJECT).first()
-        if project is not None:
-            self.stdout.write(f"project demo/{DEMO_PROJECT}: exists")
+    def _demo_project(self, demo, wanted: DemoProject, arch: str) -> None:  # noqa: ANN001 - a User
+        """Make the project and submit its build; an existing project is left alone."""
+        label = f"project demo/{wanted.name}"
+        if Project.objects.filter(owner=demo, name=wanted.name).exists():
+            self.stdout.write(f"{label}: exists")
             return
         chroots = [
             name
-            for name in (f"fedora-rawhide-{arch}", f"epel-9-{arch}")
+            for name in (f"{release}-{arch}" for release in wanted.releases)
             if Chroot.objects.filter(name=name).exists()
         ]
         if not chroots:
-            self.stdout.write(f"no chroot for {arch}; skipping the demo project")
+            self.stdout.write(f"no chroot for {arch}; skipping {label}")
             return
         project = create_project(
-            owner=demo,
-            name=DEMO_PROJECT,
-            chroots=chroots,
-            description="The sample package of the coprssh demo.",
+            owner=demo, name=wanted.name, chroots=chroots, description=wanted.description
         )
-        upload = SimpleUploadedFile(SAMPLE_SPEC.name, SAMPLE_SPEC.read_bytes(), content_type="text/plain")
+        spec = DEMO_SPECS / wanted.spec
+        upload = SimpleUploadedFile(spec.name, spec.read_bytes(), content_type="text/plain")
         build = submit_build(
             project=project, submitter=demo, chroots=None, source=check_upload(upload), upload=upload
         )
-        self.stdout.write(
-            f"project demo/{DEMO_PROJECT}: created, build #{build.pk} of the sample spec submitted"
-        )
+        self.stdout.write(f"{label}: created, build #{build.pk} submitted ({wanted.spec}, {wanted.outcome})")
