@@ -1,15 +1,19 @@
-"""Home, health and the profile page (API token, e-mail settings and saved keys)."""
+"""Home, health, the site icon and the profile page (API token, e-mail settings and saved keys)."""
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from coprssh import limits, services
 from coprssh.exceptions import ServiceError
@@ -42,6 +46,26 @@ def healthz(request: HttpRequest) -> HttpResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+FAVICON = "coprssh/favicon.svg"
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico: browsers ask for it on pages that name no icon (a log file, JSON); the site's icon."""
+    return HttpResponse(
+        _favicon(), content_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"}
+    )
+
+
+@functools.cache
+def _favicon() -> bytes:
+    # Read through the finders, from the source tree: this works whether or not the web server
+    # in front serves STATIC_URL, and without collectstatic.
+    found = finders.find(FAVICON)
+    assert isinstance(found, str), f"{FAVICON} is missing from the static files"
+    return Path(found).read_bytes()
 
 
 @login_required
