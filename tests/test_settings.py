@@ -74,6 +74,23 @@ def test_commands_that_sign_nothing_run_without_secret_key(tmp_path):
     result = _manage("makemigrations", "--check", "--dry-run", env=env, data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "No changes detected" in result.stdout
+    # The steps of docs/deploy.md before the servers start.
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        result = _manage(*command, env={**env, "STATIC_ROOT": str(tmp_path / "static")}, data_dir=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+
+
+@pytest.mark.slow
+def test_the_task_cluster_refuses_to_start_without_secret_key(tmp_path):
+    """django-q2 signs each task with the key: a cluster without it could run none."""
+    env = _production_env()
+    del env["SECRET_KEY"]
+    result = _manage("qcluster", "--run-once", env=env, data_dir=tmp_path)
+    assert result.returncode == 1
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+    assert "signature of every task" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slow
