@@ -1095,6 +1095,8 @@ def main() -> int:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
+        # DEBUG is off: pages name the hashed static files that collectstatic writes (docs/deploy.md).
+        call_command("collectstatic", interactive=False, verbosity=0)
         bench = Bench(args, service, data_dir)
         bench.setup()
         child_env = dict(os.environ)

@@ -1,8 +1,10 @@
 """coprssh's own configuration checks.
 
 Settings load without a SECRET_KEY when DEBUG is off, so that commands that sign nothing
-(makemigrations, shell, qcluster) still run; serving is what refuses: the WSGI and ASGI
-entry points call `require_secret_key()`, and `check --deploy` reports coprssh.E001.
+(makemigrations, migrate, collectstatic, shell) still run. What needs the key refuses to start
+without it: the WSGI and ASGI entry points call `require_secret_key()`, `manage.py qcluster` (django-q2
+signs every queued task with the key and its workers check that signature) says so, and
+`check --deploy` reports coprssh.E001.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ MISSING_KEY = (
 )
 
 
-def _missing() -> bool:
+def secret_key_missing() -> bool:
     try:
         return not settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to hand out an empty key
@@ -27,10 +29,10 @@ def _missing() -> bool:
 
 def require_secret_key() -> None:
     """Stop a server process from starting without a secret key."""
-    if _missing():
+    if secret_key_missing():
         raise ImproperlyConfigured(MISSING_KEY)
 
 
 @register(Tags.security, deploy=True)
 def secret_key_is_set(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    return [Error(MISSING_KEY, id="coprssh.E001")] if _missing() else []
+    return [Error(MISSING_KEY, id="coprssh.E001")] if secret_key_missing() else []

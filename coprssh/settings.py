@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from coprssh.env import env_bool, env_choice, env_int, env_list, env_secret, env_str
 from coprssh.mailconfig import BACKENDS, SMTP, MailSettings, parse_email_url
 
 SMTP_BACKEND = SMTP
@@ -24,59 +26,6 @@ CONSOLE_BACKEND = BACKENDS["console"]
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ImproperlyConfigured(f"{name} must be one of 1/0, true/false, yes/no, on/off; got {raw!r}")
-
-
-def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer; got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}; got {value}")
-    if maximum is not None and value > maximum:
-        raise ImproperlyConfigured(f"{name} must be at most {maximum}; got {value}")
-    return value
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_secret(name: str, default: str = "") -> str:
-    """Read NAME, or the contents of the file named by NAME_FILE (for container secrets)."""
-    file_name = os.environ.get(f"{name}_FILE")
-    if file_name:
-        try:
-            return Path(file_name).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
-    return os.environ.get(name, default)
-
 
 DEBUG = env_bool("DEBUG", False)
 
@@ -90,11 +39,31 @@ SECRET_KEY = env_secret("SECRET_KEY")
 if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"  # noqa: S105
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-
 # How builders, the command-line client and e-mails reach this service.
 COPRSSH_PUBLIC_URL = env_str("COPRSSH_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def _public_host() -> str:
+    """The host of COPRSSH_PUBLIC_URL as ALLOWED_HOSTS spells it (an IPv6 address in brackets)."""
+    try:
+        parts = urlsplit(COPRSSH_PUBLIC_URL)
+        scheme, host, _port = parts.scheme, parts.hostname or "", parts.port  # a bad port raises
+    except ValueError:
+        scheme = host = ""
+    if scheme not in ("http", "https") or not host:
+        raise ImproperlyConfigured(
+            f"COPRSSH_PUBLIC_URL must be an http:// or https:// URL with a host; got {COPRSSH_PUBLIC_URL!r}"
+        )
+    return f"[{host}]" if ":" in host else host
+
+
+# In development the site also answers at the public URL's host, so that a demo bound to every
+# address (bin/run with COPRSSH_BIND=0.0.0.0:8000) can be opened from other machines.
+_DEV_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+if _public_host() not in _DEV_HOSTS:
+    _DEV_HOSTS.append(_public_host())
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", _DEV_HOSTS if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 # E-mail (to owners of SSH builders): EMAIL_URL, else the usual EMAIL_* variables, else the
 # console in development and a mail server on localhost:25 in production (coprssh/mailconfig.py).
@@ -156,6 +125,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from STATIC_ROOT, by the web process itself (docs/deploy.md says why).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -249,6 +220,20 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "static")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves what `manage.py collectstatic` put in STATIC_ROOT: file names carry a hash of
+# their content (cached for good by browsers) and come gzipped too. Development and the tests
+# serve the source files as they are, with nothing to collect first. Both follow DEBUG as the
+# process started with it (the test runner turns DEBUG off later).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 # Uploads bigger than this are refused by Django before any view sees them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024, minimum=64 * 1024)
@@ -477,6 +462,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    },
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

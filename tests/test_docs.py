@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_READ = re.compile(r"""env_(?:str|bool|int|list|secret)\(\s*["']([A-Z0-9_]+)["']""")
+ENV_READ = re.compile(r"""env_(?:str|bool|int|list|choice|secret)\(\s*["']([A-Z0-9_]+)["']""")
 
 
 def test_every_environment_variable_of_the_settings_is_documented():

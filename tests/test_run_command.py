@@ -248,3 +248,17 @@ def test_second_ctrl_c_kills_the_servers_at_once_and_still_stops_the_builders(da
     assert (
         _rows(data_dir, "select id from builders_builder where state not in ('terminated', 'failed')") == []
     )
+
+
+def test_a_bad_bind_stops_bin_run_before_it_sets_anything_up(tmp_path):
+    """Cheap: bin/run checks COPRSSH_BIND (coprssh/bind.py) before it migrates or starts anything."""
+    _needs_sshd_and_rpmbuild()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COPRSSH_")}
+    env.pop("DATABASE_URL", None)
+    env.update(COPRSSH_DATA_DIR=str(tmp_path / "data"), COPRSSH_BIND="0.0.0.0:http")
+    result = subprocess.run(
+        ["bin/run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, start_new_session=True
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "COPRSSH_BIND must be PORT, HOST:PORT or [IPV6]:PORT" in result.stderr
+    assert not (tmp_path / "data" / "coprssh.sqlite3").exists()

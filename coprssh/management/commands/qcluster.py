@@ -25,10 +25,16 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
+from django.core.management.base import CommandError
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
+from coprssh.checks import MISSING_KEY, secret_key_missing
+
 log = logging.getLogger("coprssh.qcluster")
+
+# django-q2 signs each task with SECRET_KEY when it is queued and checks the signature before running it.
+SIGNED_TASKS = "The task cluster checks the signature of every task with it: give it the web processes' key"
 
 # Rounds of "freeze what is new" before the kill; a frozen process cannot fork, so one or two do.
 FREEZE_ROUNDS = 10
@@ -96,7 +102,8 @@ class Command(qcluster.Command):
     help = "Start a django-q2 cluster; on SIGTERM or SIGINT it stops within COPRSSH_STOP_GRACE seconds."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        settings.SECRET_KEY  # noqa: B018 - refuse to start without one, as django-q2 does
+        if secret_key_missing():
+            raise CommandError(f"{MISSING_KEY}. {SIGNED_TASKS}")
         if options.get("cluster_name"):
             # django-q2 reads the cluster (and queue) name from here.
             os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
