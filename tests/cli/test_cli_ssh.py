@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from coprssh_cli import ssh as sshlib
 from django.core.cache import cache
 from django.utils import timezone
 
-from builders.models import Builder, Lease, QuotaPolicy
+from builders.models import AuditEvent, Builder, Lease, QuotaPolicy
 from builds import storage
 from builds.models import Build, BuildChroot, SrpmPhase, State
 from tests.builders.factories import make_builder
@@ -454,6 +455,31 @@ def test_release_twice_both_succeed(cli, ssh_build):
     assert cli.ok("ssh-builders").stdout.strip() == "No SSH builders in use (--all shows ended ones)."
     everything = cli.ok("ssh-builders", "--all").stdout.splitlines()
     assert everything[1].split()[:4] == [str(lease.pk), f"#{build_id}", CHROOT, "ended"]
+
+
+def test_audit_log_names_the_cli_as_the_source_of_its_calls(cli, ssh_build, live_server, token):
+    build_id = ssh_build()
+    lease = make_ready(lease_of(build_id))
+
+    cli.ok("prolong", str(lease.pk))
+    # The same call from any other client (curl, a script) is the API's.
+    other = requests.post(
+        f"{live_server.url}/api/v1/ssh-builders/{lease.pk}/prolong/",
+        headers={"Authorization": f"Token {token}", "User-Agent": "curl/8.5.0"},
+        timeout=30,
+    )
+    assert other.status_code == 200, other.text
+    cli.ok("release", str(lease.pk), "--yes")
+
+    events = AuditEvent.objects.filter(lease_id=lease.pk).order_by("created_at", "id")
+    asked = [(e.action, e.source) for e in events if e.actor_id is not None]
+    assert asked == [
+        ("lease-requested", "cli"),
+        ("prolonged", "cli"),
+        ("prolonged", "api"),
+        ("released", "cli"),
+    ]
+    assert {e.remote_addr for e in events if e.source == "cli"} == {"127.0.0.1"}
 
 
 def test_quota_shows_what_is_in_use(cli, ssh_build):
