@@ -163,21 +163,27 @@ def test_resubmit_with_ssh_and_a_key_file(cli, failed_build, key):
     assert status["chroots"][0]["ssh_builder"]["state"] == "provisioning"
 
 
-def test_resubmit_ssh_offers_the_users_own_key_when_none_is_named(cli, failed_build, home):
-    line, fingerprint = keygen(home / ".ssh" / "id_ed25519")
+def test_resubmit_ssh_offers_the_key_ssh_logs_in_with_when_none_is_named(cli_as, failed_build, account, home):
+    # ssh reads ~/.ssh in the home the passwd database gives, whatever $HOME says: so does coprssh.
+    line, _fingerprint = keygen(account.home / ".ssh" / "id_ed25519")
+    elsewhere, _ = keygen(home / ".ssh" / "id_ed25519", comment="not-this-one")
 
-    result = cli.ok("resubmit", str(failed_build), "--ssh", "--json")
+    result = cli_as.ok("resubmit", str(failed_build), "--ssh")
 
-    new = json.loads(result.stdout)
-    assert new["ssh"] is True
-    assert line.split()[1] in Build.objects.get(pk=new["id"]).ssh_keys
+    new = Build.objects.get(pk=last_line(result))
+    assert new.ssh is True
+    assert line.split()[1] in new.ssh_keys
+    assert elsewhere.split()[1] not in new.ssh_keys
+    assert f"SSH keys from {account.home}/.ssh/id_ed25519.pub: " in result.stdout
 
 
-def test_resubmit_ssh_without_any_key_says_how_to_give_one(cli, failed_build):
-    result = cli("resubmit", str(failed_build), "--ssh")
+def test_resubmit_ssh_without_any_key_says_how_to_give_one(cli_as, failed_build, account, home):
+    keygen(home / ".ssh" / "id_ed25519")  # in $HOME only, where ssh does not look
+
+    result = cli_as("resubmit", str(failed_build), "--ssh")
 
     assert result.returncode == 2
-    assert "~/.ssh/id_ed25519.pub" in result.stderr
+    assert f"none of {account.home}/.ssh/id_ed25519.pub, {account.home}/.ssh/id_ecdsa.pub" in result.stderr
     for option in ("--key FILE", "--github USER", "--fas USER", "--saved-keys"):
         assert option in result.stderr
     assert Build.objects.count() == 1  # nothing was sent
