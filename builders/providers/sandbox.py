@@ -169,10 +169,16 @@ def sshd_config(
         "LogLevel VERBOSE",
         # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
         "Subsystem sftp internal-sftp",
-        # Where the service puts this builder's lease file and copr-builder (local machines share
-        # a host, so /etc/coprssh would be shared too); copr-builder is on an isolated login's PATH.
+        # Where the service puts this builder's lease file, copr-builder and message of the day
+        # (local machines share a host, so /etc/coprssh and /usr/local/bin would be shared too):
+        # first on the sessions' PATH, and their home, whose .profile puts it first again for a
+        # login shell after /etc/profile has set PATH. An isolated account's home is the folder.
         f"SetEnv COPRSSH_STATE_DIR={state_dir}"
-        + (f" PATH={state_dir}:/usr/local/bin:/usr/bin:/bin" if account else ""),
+        + (
+            f" PATH={state_dir}:/usr/local/bin:/usr/bin:/bin"
+            if account
+            else f" PATH={state_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME={state_dir}"
+        ),
     ]
     if account:
         lines.append(f"AllowUsers {account}")
