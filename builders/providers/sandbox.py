@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import accounts, procs
 from .base import ProviderError
 
 SHADOW_PATH = Path("/etc/shadow")
@@ -185,3 +186,22 @@ def sshd_config(
     if penalties_option:
         lines.append("PerSourcePenalties no")
     return "\n".join(lines) + "\n"
+
+
+def left_behind(root: Path) -> list[str]:
+    """Names of the sandboxes under `root` whose folder is gone while their sshd or account is not.
+
+    Deleting the service's data folder while its local builders run does that: their sshd keeps
+    running, naming its sshd_config under `root` on its command line, and an isolated builder's
+    account names the sandbox in its passwd comment. The local provider's delete() of such a name
+    stops the sshd and its sessions and removes the account, as for any sandbox.
+    """
+    names = {box.name for box in accounts.stray_sandboxes(root).values() if box.parent == root}
+    for proc in procs.proc_table().values():
+        if proc.dead:
+            continue
+        for word in procs.cmdline_words(proc.pid):
+            path = Path(word)
+            if path.name == "sshd_config" and path.parent.parent == root:
+                names.add(path.parent.name)
+    return sorted(name for name in names if not (root / name).exists())
