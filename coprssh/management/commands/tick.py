@@ -18,6 +18,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: object, **options: object) -> None:
-        summary = {builders_tasks.TICK_SCHEDULE_NAME: builders_tasks.tick()}
+        summary: dict[str, object] = {builders_tasks.TICK_SCHEDULE_NAME: builders_tasks.tick()}
         summary[builds_tasks.BUILDS_TICK_NAME] = builds_tasks.tick()
         self.stdout.write(json.dumps(summary, default=str, indent=2))
