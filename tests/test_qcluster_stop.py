@@ -226,3 +226,21 @@ def test_second_ctrl_c_kills_the_cluster_at_once(tmp_path, clusters):
     assert "was interrupted again: killed its processes" in cluster.text()
     assert _alive(below) == []
     assert _in_session(cluster.process.pid) == []
+
+
+def test_second_ctrl_c_kills_at_once_also_while_the_sentinel_is_slow(tmp_path, clusters):
+    # Asking the sentinel to stop waits for it; that wait must not hold up the second Ctrl-C.
+    cluster = _start(tmp_path, COPRSSH_STOP_GRACE="60")
+    clusters.append(cluster)
+    cluster.wait_for_log("running.")
+    below = descendants(cluster.process.pid)
+    os.kill(_sentinel(cluster), signal.SIGSTOP)
+    cluster.process.send_signal(signal.SIGINT)
+    cluster.wait_for_log("got SIGINT: stopping the cluster")
+
+    seconds = cluster.stop(signal.SIGINT)
+
+    assert seconds < 10, cluster.text()
+    assert "was interrupted again: killed its processes" in cluster.text()
+    assert _alive(below) == []
+    assert _in_session(cluster.process.pid) == []

@@ -42,7 +42,9 @@ class BoundedCluster(Cluster):
     between two bytecodes, also while that thread waits inside a lock it holds (a multiprocessing
     Event's lock, whose wait runs pending handlers): a handler that took that lock again, as
     `stop_event.set()` does, would wait for itself for good, with no watchdog armed. So a thread of
-    its own, the stopper, does everything a signal asks for.
+    its own, the stopper, does everything a signal asks for; and as `set()` waits for the sentinel
+    (which may be slow, or killed meanwhile), yet another thread calls it, so that neither the
+    stopper nor the watchdog ever waits on the sentinel.
     """
 
     def __init__(self, *, grace: float) -> None:
@@ -52,7 +54,6 @@ class BoundedCluster(Cluster):
         self.killed: list[int] = []
         self._signals: list[int] = []  # appended by the handler (no lock), read by the stopper
         self._lock = threading.Lock()
-        self._stop_event_set = False
         self._kill_now = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -85,26 +86,24 @@ class BoundedCluster(Cluster):
                 else:
                     log.info("got %s again: the cluster is already stopping", name)
                 self.request_stop()
-            if self.stop_requested_at is not None:
-                self._set_stop_event()  # the signal may have come before start() made the event
             time.sleep(0.1)
 
     def request_stop(self) -> None:
         """Ask the sentinel to stop; after the grace time, kill what still runs."""
         with self._lock:
-            if self.stop_requested_at is None:
-                self.stop_requested_at = time.monotonic()
-                self._watchdog = threading.Thread(
-                    target=self._kill_after_grace, name="qcluster-stop", daemon=True
-                )
-                self._watchdog.start()
-        self._set_stop_event()
+            if self.stop_requested_at is not None:
+                return
+            self.stop_requested_at = time.monotonic()
+            self._watchdog = threading.Thread(
+                target=self._kill_after_grace, name="qcluster-stop", daemon=True
+            )
+            self._watchdog.start()
+            threading.Thread(target=self._set_stop_event, name="qcluster-stop-event", daemon=True).start()
 
     def _set_stop_event(self) -> None:
-        # Once: it may wait for a lock that a sentinel killed meanwhile held.
-        if self.stop_event is not None and not self._stop_event_set:
-            self._stop_event_set = True
-            self.stop_event.set()
+        while self.stop_event is None:  # the signal came before start() made the event
+            time.sleep(0.1)
+        self.stop_event.set()
 
     def wait(self) -> None:
         """Return once the sentinel has exited, by itself or killed."""
