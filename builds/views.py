@@ -334,7 +334,7 @@ def build_state(request: HttpRequest, build_id: int) -> JsonResponse:
 def build_cancel(request: AuthenticatedHttpRequest, build_id: int) -> HttpResponse:
     build = _own_build(request, build_id, to="cancel")
     try:
-        services.cancel_build(build_id=build.pk, user=request.user)
+        services.cancel_build(build_id=build.pk, user=request.user, via=_via(request))
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:

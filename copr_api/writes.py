@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from builds import services, sources
+from builds.api.base import api_via
 from builds.http import AuthenticatedRequest
 from builds.models import Build, Project
 from builds.sources import Source
@@ -188,7 +189,7 @@ class BuildCancelView(WriteView):
     """PUT, and POST as older clients send it."""
 
     def put(self, request: AuthenticatedRequest, build_id: int) -> Response:
-        build = services.cancel_build(build_id=build_id, user=request.user)
+        build = services.cancel_build(build_id=build_id, user=request.user, via=api_via(request))
         return Response(objects.build_to_dict(request, find_build(build.pk)))
 
     post = put

@@ -176,3 +176,71 @@ def test_run_once_and_name_are_still_accepted(tmp_path, clusters):
     assert cluster.process.returncode == 0, cluster.text()
     assert "running." in cluster.text()
     assert _in_session(cluster.process.pid) == []
+
+
+def _sentinel(cluster: Cluster) -> int:
+    """The cluster's sentinel: its one child (the workers, monitor and pusher are the sentinel's)."""
+    children = [
+        pid
+        for pid in descendants(cluster.process.pid)
+        if int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == cluster.process.pid
+    ]
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_sigint_then_sigterm_while_the_sentinel_is_slow_still_stop_within_the_grace(tmp_path, clusters):
+    # A terminal's Ctrl-C and a supervisor's SIGTERM one after the other, on a machine so busy that the
+    # sentinel does not run meanwhile (here: it is frozen). The first stop request waits for the
+    # sentinel inside the stop event's lock; a second signal handled right there used to wait for
+    # that same lock, forever, before any watchdog was armed.
+    cluster = _start(tmp_path, COPRSSH_STOP_GRACE="3")
+    clusters.append(cluster)
+    cluster.wait_for_log("running.")
+    below = descendants(cluster.process.pid)
+    sentinel = _sentinel(cluster)
+    os.kill(sentinel, signal.SIGSTOP)
+    cluster.process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+
+    seconds = cluster.stop(signal.SIGTERM)
+
+    assert seconds < 15, cluster.text()
+    assert cluster.process.returncode == 0, cluster.text()
+    assert "did not stop within 3.0 s: killed its processes" in cluster.text()
+    assert _alive(below) == []
+    assert _in_session(cluster.process.pid) == []
+
+
+def test_second_ctrl_c_kills_the_cluster_at_once(tmp_path, clusters):
+    cluster = _start(tmp_path, COPRSSH_STOP_GRACE="60")
+    clusters.append(cluster)
+    below = _running_a_sleep(cluster)
+    os.killpg(cluster.process.pid, signal.SIGINT)
+    cluster.wait_for_log("got SIGINT: stopping the cluster")
+
+    seconds = cluster.stop(signal.SIGINT, group=True)
+
+    assert seconds < 10, cluster.text()
+    assert cluster.process.returncode == 0, cluster.text()
+    assert "was interrupted again: killed its processes" in cluster.text()
+    assert _alive(below) == []
+    assert _in_session(cluster.process.pid) == []
+
+
+def test_second_ctrl_c_kills_at_once_also_while_the_sentinel_is_slow(tmp_path, clusters):
+    # Asking the sentinel to stop waits for it; that wait must not hold up the second Ctrl-C.
+    cluster = _start(tmp_path, COPRSSH_STOP_GRACE="60")
+    clusters.append(cluster)
+    cluster.wait_for_log("running.")
+    below = descendants(cluster.process.pid)
+    os.kill(_sentinel(cluster), signal.SIGSTOP)
+    cluster.process.send_signal(signal.SIGINT)
+    cluster.wait_for_log("got SIGINT: stopping the cluster")
+
+    seconds = cluster.stop(signal.SIGINT)
+
+    assert seconds < 10, cluster.text()
+    assert "was interrupted again: killed its processes" in cluster.text()
+    assert _alive(below) == []
+    assert _in_session(cluster.process.pid) == []

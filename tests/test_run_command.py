@@ -230,11 +230,17 @@ def test_second_ctrl_c_kills_the_servers_at_once_and_still_stops_the_builders(da
     _needs_sshd_and_rpmbuild()
     demo = _start(data_dir, grace=25)
     _wait_until_up(demo)
-    _shell(demo, "from django_q.tasks import async_task; async_task('time.sleep', 300)")
+    # A task that waits for a process it put in a process group of its own: out of reach of a kill of
+    # the cluster's process group, still in the cluster's session.
+    _shell(
+        demo,
+        "from django_q.tasks import async_task; async_task('subprocess.run', ['sleep', '300'], process_group=0)",
+    )
     deadline = time.monotonic() + 60
-    while "processing" not in demo.text() or "'time.sleep'" not in demo.text():
+    while "processing" not in demo.text() or "'subprocess.run'" not in demo.text():
         assert time.monotonic() < deadline, f"no worker took the task:\n{demo.text()}"
         time.sleep(0.5)
+    assert any(" sleep 300" in found for found in processes_of(data_dir))
     accounts = builder_accounts(data_dir)
     os.killpg(demo.process.pid, signal.SIGINT)
     time.sleep(2)

@@ -87,6 +87,22 @@ def test_as_root_on_debian_it_installs_only_what_is_missing(bin_dir):
     ]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="installs only as root")
+def test_a_postgresql_server_for_ci(bin_dir):
+    calls = _apt(bin_dir, installed={"openssh-server", "openssh-client", "rpm", "git"})
+
+    result = _run(bin_dir, "postgresql")
+
+    assert result.returncode == 0, result.stderr
+    assert calls.read_text().splitlines() == [
+        "update -qq",
+        "install -y -qq --no-install-recommends postgresql",
+    ]
+    # Elsewhere, the command to run names Fedora's package of the server.
+    without_apt = _run(bin_dir.parent / "no-such-dir", "postgresql")
+    assert "postgresql-server" in without_apt.stderr
+
+
 def test_with_everything_installed_it_does_nothing(bin_dir):
     calls = _apt(bin_dir, installed={"openssh-server", "openssh-client", "rpm", "git"})
 

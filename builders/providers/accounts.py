@@ -141,12 +141,18 @@ def create_gateway(name: str) -> pwd.struct_passwd:
 
 def strays(sandbox_root: Path) -> list[str]:
     """Accounts made for sandboxes under `sandbox_root` whose sandbox no longer exists."""
+    return list(stray_sandboxes(sandbox_root))
+
+
+def stray_sandboxes(sandbox_root: Path) -> dict[str, Path]:
+    """Those accounts, each with the sandbox its passwd comment names."""
     prefix = f"{COMMENT_PREFIX}{sandbox_root}/"
-    found = []
+    found = {}
     for entry in pwd.getpwall():
         if entry.pw_name.startswith(PREFIX) and entry.pw_gecos.startswith(prefix):
-            if not Path(entry.pw_gecos[len(COMMENT_PREFIX) :]).exists():
-                found.append(entry.pw_name)
+            box = Path(entry.pw_gecos[len(COMMENT_PREFIX) :])
+            if not box.exists():
+                found[entry.pw_name] = box
     return found
 
 

@@ -103,6 +103,11 @@ class Provider(abc.ABC):
         """Where the service keeps the lease file and copr-builder on the machine (COPRSSH_STATE_DIR there)."""
         return "/etc/coprssh"
 
+    def shares_host(self) -> bool:
+        """Whether machines share a host with others (the service's own, for `local`): then nothing of
+        a machine may go outside its state dir, not even copr-builder into /usr/local/bin."""
+        return False
+
     def jobs_dir(self, machine: Machine) -> str:
         """Where builds work on the machine (deleted with the machine)."""
         return "/var/tmp/coprssh-jobs"

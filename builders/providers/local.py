@@ -247,6 +247,9 @@ class LocalProvider(Provider):
         """Inside the sandbox, so deleting the machine deletes the builds' work folders too."""
         return f"{self.state_dir(machine)}/jobs"
 
+    def shares_host(self) -> bool:
+        return True
+
     # -- Starting sshd ------------------------------------------------------------------------------
 
     def _sshd_config(self, box: sandbox.Sandbox, port: int) -> str:

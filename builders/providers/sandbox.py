@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import accounts, procs
 from .base import ProviderError
 
 SHADOW_PATH = Path("/etc/shadow")
@@ -169,13 +170,38 @@ def sshd_config(
         "LogLevel VERBOSE",
         # The service uploads files with SFTP; internal-sftp needs no sftp-server binary.
         "Subsystem sftp internal-sftp",
-        # Where the service puts this builder's lease file and copr-builder (local machines share
-        # a host, so /etc/coprssh would be shared too); copr-builder is on an isolated login's PATH.
+        # Where the service puts this builder's lease file, copr-builder and message of the day
+        # (local machines share a host, so /etc/coprssh and /usr/local/bin would be shared too):
+        # first on the sessions' PATH, and their home, whose .profile puts it first again for a
+        # login shell after /etc/profile has set PATH. An isolated account's home is the folder.
         f"SetEnv COPRSSH_STATE_DIR={state_dir}"
-        + (f" PATH={state_dir}:/usr/local/bin:/usr/bin:/bin" if account else ""),
+        + (
+            f" PATH={state_dir}:/usr/local/bin:/usr/bin:/bin"
+            if account
+            else f" PATH={state_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME={state_dir}"
+        ),
     ]
     if account:
         lines.append(f"AllowUsers {account}")
     if penalties_option:
         lines.append("PerSourcePenalties no")
     return "\n".join(lines) + "\n"
+
+
+def left_behind(root: Path) -> list[str]:
+    """Names of the sandboxes under `root` whose folder is gone while their sshd or account is not.
+
+    Deleting the service's data folder while its local builders run does that: their sshd keeps
+    running, naming its sshd_config under `root` on its command line, and an isolated builder's
+    account names the sandbox in its passwd comment. The local provider's delete() of such a name
+    stops the sshd and its sessions and removes the account, as for any sandbox.
+    """
+    names = {box.name for box in accounts.stray_sandboxes(root).values() if box.parent == root}
+    for proc in procs.proc_table().values():
+        if proc.dead:
+            continue
+        for word in procs.cmdline_words(proc.pid):
+            path = Path(word)
+            if path.name == "sshd_config" and path.parent.parent == root:
+                names.add(path.parent.name)
+    return sorted(name for name in names if not (root / name).exists())

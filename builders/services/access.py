@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 # authorized_keys also expires on the builder's own clock, a little after the hard cap.
 KEY_EXPIRY_SLACK = timedelta(minutes=15)
 
+# A login shell of a builder that shares its host reads this from its home, the state dir, after
+# /etc/profile has set PATH again: copr-builder first on PATH, and the message of the day.
+LOGIN_PROFILE = b"""# Written by coprssh.
+PATH="$COPRSSH_STATE_DIR:$PATH"
+export PATH
+case $- in *i*) cat "$COPRSSH_STATE_DIR/motd" 2> /dev/null ;; esac
+"""
+
 
 class DeployError(ServiceError):
     """Access could not be set up on the builder."""
@@ -139,11 +147,14 @@ def deploy_ssh_access(*, lease_id: int, keys: list[PublicKey], info: LeaseInfo, 
             )
             _put_atomic(sftp, tool, copr_builder.executable(), 0o755)
             _put_atomic(sftp, posixpath.join(state_dir, "motd"), _motd(lease, info, tool).encode(), 0o644)
-            # On PATH as the build page says; the script finds its lease through COPRSSH_STATE_DIR,
-            # so one copy serves every local builder of a host.
-            ssh.run(conn, f"install -m 0755 {_quote(tool)} /usr/local/bin/copr-builder 2>/dev/null; true")
-            if state_dir == "/etc/coprssh":
-                ssh.run(conn, f"cp {state_dir}/motd /etc/motd")  # a whole machine of its own
+            # On PATH as the build page says, and the message of the day at login.
+            if provider.shares_host():
+                # The host is not the builder's: both stay in the state dir, which the sessions
+                # have as PATH's first folder and as their home (local.py), for this to run.
+                _put_atomic(sftp, posixpath.join(state_dir, ".profile"), LOGIN_PROFILE, 0o644)
+            else:
+                ssh.run(conn, f"install -m 0755 {_quote(tool)} /usr/local/bin/copr-builder 2>/dev/null; true")
+                ssh.run(conn, f"cp {_quote(state_dir)}/motd /etc/motd")
     except ProviderError:
         raise
     except Exception as exc:

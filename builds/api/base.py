@@ -14,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from builders import services as builders
+from builds.http import AuthenticatedRequest
 from builds.models import CHROOT_NAME_RE, PROJECT_NAME_RE, Project
 from coprssh.exceptions import ForbiddenError, NotFoundError
 from coprssh.openapi import Pagination
@@ -23,6 +25,8 @@ from keys.parser import MAX_INPUT_BYTES, PublicKey
 # `owner/name`: a Django user name, then a project name.
 USERNAME_PATTERN = r"[\w.@+-]{1,150}"
 FULL_NAME_RE = re.compile(rf"(?P<owner>{USERNAME_PATTERN})/(?P<name>{PROJECT_NAME_RE.pattern})")
+# How the `coprssh` command-line client names itself (cli/coprssh_cli/client.py).
+CLI_USER_AGENT = "coprssh-cli/"
 
 
 def paginated(
@@ -119,6 +123,14 @@ class SshKeysInput(serializers.Serializer[Any]):
     use_saved_keys = serializers.BooleanField(
         required=False, default=False, help_text="Deploy the keys saved on your profile too."
     )
+
+
+def api_via(request: AuthenticatedRequest) -> builders.Via:
+    """Who asked and from where, for the audit log: `cli` when the `coprssh` client says so in its
+    User-Agent (`coprssh-cli/VERSION`), `api` for any other client."""
+    agent = request.META.get("HTTP_USER_AGENT", "")
+    source = "cli" if agent.startswith(CLI_USER_AGENT) else "api"
+    return builders.Via(user=request.user, source=source, remote_addr=request.META.get("REMOTE_ADDR"))
 
 
 def resolved_keys(*, user: User, project: Project, text: str, use_saved_keys: bool) -> list[PublicKey]:

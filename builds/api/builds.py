@@ -16,6 +16,7 @@ from builds import services, sources
 from builds.api.base import (
     FullNameField,
     SshKeysInput,
+    api_via,
     chroot_names,
     find_project_named,
     paginated,
@@ -214,5 +215,5 @@ class BuildCancelView(APIView):
         responses={200: BuildOutput, 404: NOT_FOUND, 409: CONFLICT},
     )
     def post(self, request: AuthenticatedRequest, build_id: int) -> Response:
-        build = services.cancel_build(build_id=build_id, user=request.user)
+        build = services.cancel_build(build_id=build_id, user=request.user, via=api_via(request))
         return Response(build_output(request, build.pk))

@@ -7,9 +7,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from builders import services as builders
 from builds import services
-from builds.api.base import SshKeysInput, chroot_names, resolved_keys, validated
+from builds.api.base import SshKeysInput, api_via, chroot_names, resolved_keys, validated
 from builds.api.output import BuildOutput, build_output
 from builds.http import AuthenticatedRequest
 from builds.models import Build
@@ -62,9 +61,7 @@ class BuildResubmitView(APIView):
                 user=request.user,
                 keys=keys,
                 chroots=chroots,
-                via=builders.Via(
-                    user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR")
-                ),
+                via=api_via(request),
             )
         else:
             new = services.resubmit_build(build=build, user=request.user, chroots=chroots)

@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from builders import services as builders
-from builds.api.base import validated
+from builds.api.base import api_via, validated
 from builds.http import AuthenticatedRequest
 from builds.selectors import served_by
 from builds.ssh_view import SshBuilderView, public_state, ssh_builders_of
@@ -96,10 +96,6 @@ def _ssh_builder(request: AuthenticatedRequest, lease_id: int) -> SshBuilderView
     return found[0]
 
 
-def _via(request: AuthenticatedRequest) -> builders.Via:
-    return builders.Via(user=request.user, source="api", remote_addr=request.META.get("REMOTE_ADDR"))
-
-
 class SshBuilderListView(APIView):
     """The caller's SSH builders, newest first (the latest 200)."""
 
@@ -130,7 +126,7 @@ class SshBuilderProlongView(APIView):
     def post(self, request: AuthenticatedRequest, lease_id: int) -> Response:
         hours = validated(self.SshBuilderProlongInput, request.data)["hours"]
         _ssh_builder(request, lease_id)
-        builders.prolong_lease(lease_id=lease_id, hours=hours, via=_via(request), owner=request.user)
+        builders.prolong_lease(lease_id=lease_id, hours=hours, via=api_via(request), owner=request.user)
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
 
@@ -142,7 +138,7 @@ class SshBuilderReleaseView(APIView):
     )
     def post(self, request: AuthenticatedRequest, lease_id: int) -> Response:
         _ssh_builder(request, lease_id)
-        builders.release_lease(lease_id=lease_id, via=_via(request), owner=request.user)
+        builders.release_lease(lease_id=lease_id, via=api_via(request), owner=request.user)
         return Response(SshBuilderOutput(_ssh_builder(request, lease_id)).data)
 
 

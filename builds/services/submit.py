@@ -198,8 +198,9 @@ def submit_build(
     return build
 
 
-def cancel_build(*, build_id: int, user: User) -> Build:
+def cancel_build(*, build_id: int, user: User, via: builders.Via | None = None) -> Build:
     """Cancel every unfinished phase of a build; running ones are stopped on their builders."""
+    via = via or builders.Via(user=user, source="web")
     with transaction.atomic():
         build = Build.objects.select_for_update().select_related("project").filter(pk=build_id).first()
         if build is None:
@@ -229,7 +230,7 @@ def cancel_build(*, build_id: int, user: User) -> Build:
                 if phase.lease_id is not None:
                     builders.release_lease(
                         lease_id=phase.lease_id,
-                        via=builders.Via(user=user, source="web"),
+                        via=via,
                         reason=Lease.EndReason.CANCELED,
                     )
             else:

@@ -12,11 +12,13 @@ import base64
 import binascii
 import hashlib
 import itertools
+import os
+import pwd
 import re
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,18 +50,27 @@ class SshError(ClientError):
 # --- keys -------------------------------------------------------------------------------
 
 
-def default_key_file(environ: Mapping[str, str]) -> Path | None:
-    """The caller's usual public key (~/.ssh/id_ed25519.pub, id_ecdsa.pub or id_rsa.pub), if any."""
-    home = Path(environ.get("HOME") or Path.home())
-    for name in DEFAULT_KEY_FILES:
-        candidate = home / ".ssh" / name
-        if candidate.is_file():
-            return candidate
-    return None
+def ssh_folder() -> Path | None:
+    """~/.ssh as ssh finds it: in the home of the caller's account in the passwd database, whatever
+    $HOME says (ssh ignores it). None for a uid that has no account, which ssh refuses too."""
+    try:
+        return Path(pwd.getpwuid(os.getuid()).pw_dir) / ".ssh"
+    except KeyError:
+        return None
+
+
+def default_key_file() -> Path | None:
+    """The caller's usual public key (id_ed25519.pub, id_ecdsa.pub or id_rsa.pub in ~/.ssh), if any:
+    the one ssh logs in with when no key is named."""
+    folder = ssh_folder()
+    if folder is None:
+        return None
+    found = (folder / name for name in DEFAULT_KEY_FILES)
+    return next((candidate for candidate in found if candidate.is_file()), None)
 
 
 def fingerprint(line: str) -> str:
-    """`type SHA256:…` of a public key line as `ssh-keygen -lf` shows it, or "" if it is no key."""
+    """`type SHA256:…` of a public key line (the fingerprint as `ssh-keygen -lf` shows it), or "" if it is no key."""
     fields = line.split()
     for index, value in enumerate(fields[:-1]):
         # Skip an options prefix (the server refuses it, but say which key it was).

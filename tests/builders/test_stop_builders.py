@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import shutil
+import signal
+import subprocess
 
 import pytest
 from django.core.management import call_command
@@ -122,3 +125,34 @@ def test_stop_builders_fails_when_a_machine_cannot_be_deleted(queued, clouds):
 
     # Still terminating: the next run of the command (or the tick) deletes it.
     assert Builder.objects.get(pk=builder.pk).state == Builder.State.TERMINATING
+
+
+@pytest.mark.slow
+def test_stop_builders_stops_builders_whose_sandbox_folder_was_deleted(builders_root):
+    make_pool(name="local", warm_builders=0, provider_settings={"root_dir": str(builders_root)})
+    provider = LocalProvider(builders_root)
+    gone = provider.create(
+        name="coprssh-gone",
+        metadata={},
+        host_key=generate_host_key(),
+        admin_public_key=generate_host_key().public_line,
+    )
+    # What a build left running on it: detached from the sshd, named by its state dir.
+    state_dir = provider.state_dir(gone)
+    session = subprocess.Popen(["sleep", "300"], env={"COPRSSH_STATE_DIR": state_dir}, start_new_session=True)
+    accounts = builder_accounts(builders_root)
+    assert len(processes_of(builders_root, accounts=accounts)) >= 2
+    # The data folder is deleted while the builder runs.
+    shutil.rmtree(builders_root)
+
+    try:
+        out = _stop()
+
+        assert session.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        session.kill()  # whatever happened
+        session.wait()
+    assert processes_of(builders_root, accounts=accounts) == []
+    assert builder_accounts(builders_root) == Accounts(frozenset(), frozenset())
+    assert "pool local: coprssh-gone stopped, its sandbox folder was deleted" in out
+    assert _stop() == "no builders to stop\n"

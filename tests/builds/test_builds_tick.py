@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.utils import timezone
 from django_q.models import Schedule
 
 from builders import services as builders
-from builders.models import Lease, Pool
+from builders.models import Builder, Lease, Pool
 from builds import services, tasks
 from builds.models import BuildChroot, SrpmPhase, State
 from builds.sources import check_upload
@@ -119,3 +122,21 @@ def test_tick_leaves_a_phase_that_is_still_being_started(build, django_capture_o
     with django_capture_on_commit_callbacks(execute=False):
         assert tasks.tick()["restarted"] == []
     assert SrpmPhase.objects.get(pk=build.srpm.pk).state == State.STARTING
+
+
+def test_manage_py_tick_runs_the_builders_tick_and_the_builds_tick(build, queued):
+    # For the builders tick: a lease that waits for a builder. For the builds tick: a phase whose lease ended.
+    builders.request_lease(owner=build.submitter, arch="aarch64", sandbox="other")
+    builders.release_lease(lease_id=build.srpm.lease_id, via=builders.TASK, reason=Lease.EndReason.FAILED)
+    queued.take()
+    out = io.StringIO()
+
+    queued.call(call_command, "tick", stdout=out)
+
+    printed = json.loads(out.getvalue())
+    assert set(printed) == {"coprssh-tick", "coprssh-builds-tick"}
+    [started] = Builder.objects.filter(state=Builder.State.PROVISIONING)
+    assert printed["coprssh-tick"]["started"] == [started.pk]
+    assert ("builders.tasks.provision_builder", (started.pk,)) in queued.take()
+    assert printed["coprssh-builds-tick"]["failed"] == [build.srpm.pk]
+    assert SrpmPhase.objects.get(build=build).state == State.FAILED

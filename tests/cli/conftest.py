@@ -10,13 +10,15 @@ sees what the test wrote.
 from __future__ import annotations
 
 import os
+import pwd
 import queue
+import secrets
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,14 +43,28 @@ def clean_env(home: Path, **values: str) -> dict[str, str]:
     return env
 
 
+# Run the client with another real uid, the effective one unchanged: getuid() (whose passwd entry
+# names the home ssh reads ~/.ssh from) is that account's, while files are read as before.
+AS_REAL_UID = (
+    "import os, runpy, sys; os.setresuid(int(sys.argv.pop(1)), -1, -1); "
+    "runpy.run_module('coprssh_cli', run_name='__main__', alter_sys=True)"
+)
+
+
 @dataclass
 class Cli:
-    """Runs `coprssh` as a subprocess; `env` holds what every run gets (server, token, HOME)."""
+    """Runs `coprssh` as a subprocess; `env` holds what every run gets (server, token, HOME).
+
+    With `real_uid`, the process's real uid is that one (root only).
+    """
 
     env: dict[str, str]
     cwd: Path
+    real_uid: int | None = None
 
     def command(self, *args: str) -> list[str]:
+        if self.real_uid is not None:
+            return [sys.executable, "-c", AS_REAL_UID, str(self.real_uid), *args]
         return [sys.executable, "-m", "coprssh_cli", *args]
 
     def __call__(
@@ -164,6 +180,41 @@ def home(tmp_path) -> Path:
 def cli(live_server, token, home, tmp_path) -> Cli:
     """`coprssh` as alice, with the server and token in the environment."""
     return Cli(env=clean_env(home, COPRSSH_URL=live_server.url, COPRSSH_TOKEN=token), cwd=tmp_path)
+
+
+@dataclass(frozen=True)
+class Account:
+    """A real account of the host, with `home` as its home in the passwd database."""
+
+    name: str
+    uid: int
+    home: Path
+
+
+@pytest.fixture
+def account(tmp_path) -> Iterator[Account]:
+    """A fresh account of the host (useradd, so root only), removed afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to create an account")
+    name = f"coprssh-t{secrets.token_hex(4)}"
+    home = tmp_path / "passwd-home"
+    home.mkdir()
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin"]
+        + ["--user-group", "--comment", "coprssh CLI test", name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield Account(name=name, uid=pwd.getpwnam(name).pw_uid, home=home)
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+@pytest.fixture
+def cli_as(cli, account) -> Cli:
+    """`coprssh` as alice, run with `account` as its real uid; $HOME is still the `home` fixture."""
+    return Cli(env=cli.env, cwd=cli.cwd, real_uid=account.uid)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from builders.models import AuditEvent
 from builds import services, storage
 from builds.models import Build, BuildChroot, SrpmPhase, State
 from tests.cli.conftest import CHROOTS, clean_env
@@ -194,6 +195,10 @@ def test_cancel_then_resubmit(cli, submit):
 
     canceled = cli.ok("cancel", f"#{build_id}")
     assert canceled.stdout.strip() == f"Build #{build_id}: canceled."
+    # The lease its SRPM phase waited with ends, in the audit log as asked for from the CLI.
+    lease_id = SrpmPhase.objects.get(build_id=build_id).lease_id
+    released = AuditEvent.objects.get(lease_id=lease_id, action=AuditEvent.Action.RELEASED)
+    assert (released.source, released.actor.username) == ("cli", "alice")
     assert json.loads(cli.ok("status", str(build_id), "--json").stdout)["state"] == "canceled"
     again = cli("cancel", str(build_id))
     assert again.returncode == 2

@@ -54,18 +54,20 @@ def test_build_with_ssh_on_failure_and_a_key_file(cli, project, spec, key):
     assert "ssh: kept if a phase fails" in status.stdout
 
 
-def test_ssh_on_failure_alone_offers_the_users_own_key(cli, project, spec, home):
-    line, _fingerprint = keygen(home / ".ssh" / "id_ed25519")
+def test_ssh_on_failure_alone_offers_the_users_own_key(cli_as, project, spec, account):
+    line, _fingerprint = keygen(account.home / ".ssh" / "id_ed25519")
 
-    result = cli.ok("build", "hello", str(spec), "--ssh-on-failure", "--json")
+    result = cli_as.ok("build", "hello", str(spec), "--ssh-on-failure", "--json")
 
     body = json.loads(result.stdout)
     assert body["ssh_on_failure"] is True
     assert line.split()[1] in Build.objects.get(pk=body["id"]).ssh_keys
 
 
-def test_ssh_on_failure_without_any_key_says_how_to_give_one(cli, project, spec):
-    result = cli("build", "hello", str(spec), "--ssh-on-failure")
+def test_ssh_on_failure_without_any_key_says_how_to_give_one(cli_as, project, spec, account, home):
+    keygen(home / ".ssh" / "id_ed25519")  # in $HOME only, where ssh does not look
+
+    result = cli_as("build", "hello", str(spec), "--ssh-on-failure")
 
     assert result.returncode == 2
     assert "--ssh-on-failure needs a public key" in result.stderr

@@ -18,11 +18,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from coprssh_cli import ssh as sshlib
 from django.core.cache import cache
 from django.utils import timezone
 
-from builders.models import Builder, Lease, QuotaPolicy
+from builders.models import AuditEvent, Builder, Lease, QuotaPolicy
 from builds import storage
 from builds.models import Build, BuildChroot, SrpmPhase, State
 from tests.builders.factories import make_builder
@@ -162,21 +163,27 @@ def test_resubmit_with_ssh_and_a_key_file(cli, failed_build, key):
     assert status["chroots"][0]["ssh_builder"]["state"] == "provisioning"
 
 
-def test_resubmit_ssh_offers_the_users_own_key_when_none_is_named(cli, failed_build, home):
-    line, fingerprint = keygen(home / ".ssh" / "id_ed25519")
+def test_resubmit_ssh_offers_the_key_ssh_logs_in_with_when_none_is_named(cli_as, failed_build, account, home):
+    # ssh reads ~/.ssh in the home the passwd database gives, whatever $HOME says: so does coprssh.
+    line, _fingerprint = keygen(account.home / ".ssh" / "id_ed25519")
+    elsewhere, _ = keygen(home / ".ssh" / "id_ed25519", comment="not-this-one")
 
-    result = cli.ok("resubmit", str(failed_build), "--ssh", "--json")
+    result = cli_as.ok("resubmit", str(failed_build), "--ssh")
 
-    new = json.loads(result.stdout)
-    assert new["ssh"] is True
-    assert line.split()[1] in Build.objects.get(pk=new["id"]).ssh_keys
+    new = Build.objects.get(pk=last_line(result))
+    assert new.ssh is True
+    assert line.split()[1] in new.ssh_keys
+    assert elsewhere.split()[1] not in new.ssh_keys
+    assert f"SSH keys from {account.home}/.ssh/id_ed25519.pub: " in result.stdout
 
 
-def test_resubmit_ssh_without_any_key_says_how_to_give_one(cli, failed_build):
-    result = cli("resubmit", str(failed_build), "--ssh")
+def test_resubmit_ssh_without_any_key_says_how_to_give_one(cli_as, failed_build, account, home):
+    keygen(home / ".ssh" / "id_ed25519")  # in $HOME only, where ssh does not look
+
+    result = cli_as("resubmit", str(failed_build), "--ssh")
 
     assert result.returncode == 2
-    assert "~/.ssh/id_ed25519.pub" in result.stderr
+    assert f"none of {account.home}/.ssh/id_ed25519.pub, {account.home}/.ssh/id_ecdsa.pub" in result.stderr
     for option in ("--key FILE", "--github USER", "--fas USER", "--saved-keys"):
         assert option in result.stderr
     assert Build.objects.count() == 1  # nothing was sent
@@ -454,6 +461,31 @@ def test_release_twice_both_succeed(cli, ssh_build):
     assert cli.ok("ssh-builders").stdout.strip() == "No SSH builders in use (--all shows ended ones)."
     everything = cli.ok("ssh-builders", "--all").stdout.splitlines()
     assert everything[1].split()[:4] == [str(lease.pk), f"#{build_id}", CHROOT, "ended"]
+
+
+def test_audit_log_names_the_cli_as_the_source_of_its_calls(cli, ssh_build, live_server, token):
+    build_id = ssh_build()
+    lease = make_ready(lease_of(build_id))
+
+    cli.ok("prolong", str(lease.pk))
+    # The same call from any other client (curl, a script) is the API's.
+    other = requests.post(
+        f"{live_server.url}/api/v1/ssh-builders/{lease.pk}/prolong/",
+        headers={"Authorization": f"Token {token}", "User-Agent": "curl/8.5.0"},
+        timeout=30,
+    )
+    assert other.status_code == 200, other.text
+    cli.ok("release", str(lease.pk), "--yes")
+
+    events = AuditEvent.objects.filter(lease_id=lease.pk).order_by("created_at", "id")
+    asked = [(e.action, e.source) for e in events if e.actor_id is not None]
+    assert asked == [
+        ("lease-requested", "cli"),
+        ("prolonged", "cli"),
+        ("prolonged", "api"),
+        ("released", "cli"),
+    ]
+    assert {e.remote_addr for e in events if e.source == "cli"} == {"127.0.0.1"}
 
 
 def test_quota_shows_what_is_in_use(cli, ssh_build):

@@ -1,4 +1,5 @@
-"""Stop the builders of the local pools: end their leases, delete their machines, stop stray sandboxes.
+"""Stop the builders of the local pools: end their leases, delete their machines, stop stray sandboxes
+(also those whose folder was deleted while their sshd ran).
 
 Run it with the task cluster stopped (bin/run does, after Ctrl-C): a running cluster would start new
 warm builders at once. Local builders are sshd processes of this host, which nothing reattaches in
@@ -13,7 +14,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from builders.models import Builder, Lease, Pool
+from builders.providers import sandbox
 from builders.providers.base import ProviderError
+from builders.providers.local import NAME_RE, LocalProvider
 from builders.services import Via, delete_builder, machines, terminate_builder
 from coprssh.exceptions import ServiceError
 
@@ -94,4 +97,18 @@ class Command(BaseCommand):
                 problems += 1
                 continue
             self.stdout.write(f"pool {pool.name}: {machine.name} deleted, no live builder claimed it")
-        return len(listed) - problems, problems
+        swept = len(listed) - problems
+        if isinstance(provider, LocalProvider):
+            # Sandboxes whose folder was deleted (the data folder, say) while their sshd ran on.
+            for name in sandbox.left_behind(provider.root_dir):
+                if not name.startswith(provider.name_prefix) or not NAME_RE.fullmatch(name):
+                    continue
+                try:
+                    provider.delete(name)
+                except ProviderError as exc:
+                    self.stdout.write(self.style.ERROR(f"pool {pool.name}: {name}: {exc.message}"))
+                    problems += 1
+                    continue
+                swept += 1
+                self.stdout.write(f"pool {pool.name}: {name} stopped, its sandbox folder was deleted")
+        return swept, problems

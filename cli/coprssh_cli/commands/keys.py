@@ -30,11 +30,12 @@ def ssh_keys(ctx: Context) -> tuple[list[str], list[str]]:
         else ""
     )
     if wanted and not (keys or files or references or args.saved_keys):
-        default = sshlib.default_key_file(ctx.environ)
+        default = sshlib.default_key_file()
         if default is None:
+            folder = sshlib.ssh_folder() or Path("~/.ssh")
             raise UsageError(
-                f"{wanted} needs a public key and none of ~/.ssh/"
-                + ", ~/.ssh/".join(sshlib.DEFAULT_KEY_FILES)
+                f"{wanted} needs a public key and none of {folder}/"
+                + f", {folder}/".join(sshlib.DEFAULT_KEY_FILES)
                 + " exists: give --key FILE (a .pub file), --github USER or --fas USER (the keys "
                 "that account publishes), or --saved-keys (the keys saved on your profile)"
             )

@@ -4,8 +4,9 @@ django-q2's own stop waits for every running task to finish, however long that t
 cluster with a task in flight ignores SIGTERM until the task's timeout. Here SIGTERM or SIGINT
 starts the same stop (the pusher stops fetching, idle workers exit) and, if the cluster still runs
 after COPRSSH_STOP_GRACE seconds, kills every process below this one: sentinel, workers, monitor,
-pusher and whatever a task started. The tasks they held were never acknowledged, so the ORM broker
-hands them out again once its retry time has passed; every task is idempotent.
+pusher and whatever a task started. A second SIGINT (Ctrl-C again) kills them at once. The tasks
+they held were never acknowledged, so the ORM broker hands them out again once its retry time has
+passed; every task is idempotent.
 
 Exit status: 0 when the cluster stopped, also when it had to be killed (that is logged as a
 warning): a stop that was asked for happened in the promised time. --run-once and -n/--name work as
@@ -41,39 +42,77 @@ FREEZE_ROUNDS = 10
 
 
 class BoundedCluster(Cluster):
-    """A cluster whose stop signal asks the sentinel to stop and arms a watchdog; it never blocks."""
+    """A cluster whose stop signal asks the sentinel to stop and arms a watchdog; it never blocks.
+
+    The signal handler only writes the signal down. Python runs a handler in the main thread
+    between two bytecodes, also while that thread waits inside a lock it holds (a multiprocessing
+    Event's lock, whose wait runs pending handlers): a handler that took that lock again, as
+    `stop_event.set()` does, would wait for itself for good, with no watchdog armed. So a thread of
+    its own, the stopper, does everything a signal asks for; and as `set()` waits for the sentinel
+    (which may be slow, or killed meanwhile), yet another thread calls it, so that neither the
+    stopper nor the watchdog ever waits on the sentinel.
+    """
 
     def __init__(self, *, grace: float) -> None:
         super().__init__()  # installs sig_handler for SIGTERM and SIGINT
         self.grace = grace
         self.stop_requested_at: float | None = None
         self.killed: list[int] = []
+        self._signals: list[int] = []  # appended by the handler (no lock), read by the stopper
+        self._lock = threading.Lock()
+        self._kill_now = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     def sig_handler(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.stop_requested_at is None:
-            log.info(
-                "got %s: stopping the cluster, at most %s s for running tasks to finish", name, self.grace
-            )
-        else:
-            log.info("got %s again: the cluster is already stopping", name)
-        self.request_stop()
+        self._signals.append(signum)
+
+    def start(self) -> int:
+        threading.Thread(target=self._handle_signals, name="qcluster-signals", daemon=True).start()
+        return super().start()
+
+    def _handle_signals(self) -> None:
+        """Act on the signals the handler wrote down: the first stops, a second SIGINT kills at once."""
+        seen = interrupts = 0
+        while True:
+            while seen < len(self._signals):
+                signum = self._signals[seen]
+                seen += 1
+                name = signal.Signals(signum).name
+                interrupts += signum == signal.SIGINT
+                if self.stop_requested_at is None:
+                    log.info(
+                        "got %s: stopping the cluster, at most %s s for running tasks to finish (Ctrl-C again"
+                        " to kill it at once)",
+                        name,
+                        self.grace,
+                    )
+                elif interrupts > 1 and signum == signal.SIGINT and not self._kill_now.is_set():
+                    log.warning("got SIGINT again: killing the cluster now")
+                    self._kill_now.set()
+                else:
+                    log.info("got %s again: the cluster is already stopping", name)
+                self.request_stop()
+            time.sleep(0.1)
 
     def request_stop(self) -> None:
         """Ask the sentinel to stop; after the grace time, kill what still runs."""
-        if self.stop_event is not None:
-            self.stop_event.set()
-        if self.stop_requested_at is not None:
-            return
-        self.stop_requested_at = time.monotonic()
-        self._watchdog = threading.Thread(target=self._kill_after_grace, name="qcluster-stop", daemon=True)
-        self._watchdog.start()
+        with self._lock:
+            if self.stop_requested_at is not None:
+                return
+            self.stop_requested_at = time.monotonic()
+            self._watchdog = threading.Thread(
+                target=self._kill_after_grace, name="qcluster-stop", daemon=True
+            )
+            self._watchdog.start()
+            threading.Thread(target=self._set_stop_event, name="qcluster-stop-event", daemon=True).start()
+
+    def _set_stop_event(self) -> None:
+        while self.stop_event is None:  # the signal came before start() made the event
+            time.sleep(0.1)
+        self.stop_event.set()
 
     def wait(self) -> None:
         """Return once the sentinel has exited, by itself or killed."""
-        if self.stop_requested_at is not None and self.stop_event is not None:
-            self.stop_event.set()  # the signal came while the cluster was still starting
         while self.sentinel is not None and self.sentinel.is_alive():
             self.sentinel.join(0.5)
         if self._watchdog is not None:
@@ -82,17 +121,17 @@ class BoundedCluster(Cluster):
     def _kill_after_grace(self) -> None:
         assert self.stop_requested_at is not None
         deadline = self.stop_requested_at + self.grace
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._kill_now.is_set():
             if self.sentinel is not None and not self.sentinel.is_alive():
                 return
-            time.sleep(0.1)
+            self._kill_now.wait(0.1)
         if self.sentinel is not None and not self.sentinel.is_alive():
             return
         self.killed = kill_descendants(os.getpid())
         log.warning(
-            "the cluster did not stop within %s s: killed its processes %s; the tasks they ran are"
-            " handed out again after the broker's retry time (%s s)",
-            self.grace,
+            "the cluster %s: killed its processes %s; the tasks they ran are handed out again after the"
+            " broker's retry time (%s s)",
+            "was interrupted again" if self._kill_now.is_set() else f"did not stop within {self.grace} s",
             ", ".join(map(str, self.killed)) or "(none left)",
             settings.Q_CLUSTER["retry"],
         )
