@@ -518,3 +518,27 @@ def test_the_operators_guide_names_every_admin_action_by_its_label():
     guide = " ".join((ROOT / "docs" / "operators.md").read_text().split())
 
     assert sorted(label for label in labels if f"**{label}**" not in guide) == []
+
+
+def test_the_samples_normalizer_makes_a_run_read_the_same_as_another():
+    from datetime import UTC, datetime
+
+    normalize = _samples_module("normalize")
+
+    def run(start: datetime, port: int, account: str, fingerprint: str) -> str:
+        text = (
+            f"[{start:%Y-%m-%d %H:%M}:07 UTC] kept until {start.replace(hour=start.hour + 1):%Y-%m-%d %H:%M} UTC\n"
+            f"ssh -J coprssh-gw@127.0.0.1:{port + 1} -p {port} {account}@127.0.0.1 ({fingerprint})\n"
+            f'"expires_at": "{start:%Y-%m-%d}T{start.hour + 1:02d}:{start.minute:02d}:07.123456Z"\n'
+        )
+        normalizer = normalize.Normalizer(start=start, literals={}, gateway_port=port + 1)
+        normalizer.add_port(port)
+        return normalizer(text)
+
+    first = run(datetime(2026, 3, 1, 8, 15, 0, tzinfo=UTC), 41000, "csb-0123456789ab", "SHA256:" + "a" * 43)
+    second = run(datetime(2026, 7, 9, 17, 42, 0, tzinfo=UTC), 52000, "csb-ba9876543210", "SHA256:" + "b" * 43)
+
+    assert first == second
+    assert first.startswith("[2026-12-04 10:00:00 UTC] kept until 2026-12-04 11:00 UTC\n")
+    assert "-J coprssh-gw@127.0.0.1:2222 -p 45713 " in first
+    assert '"expires_at": "2026-12-04T11:00:00Z"' in first
