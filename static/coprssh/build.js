@@ -248,6 +248,7 @@
     let loaded = false;
     let finished = false;
     let sshLive = false; // some SSH builder of this build is still queued, coming or ready
+    let sshComing = false; // some SSH builder is being prepared: its user waits to log in
     let delay = POLL_MS;
     let timer = null;
     const refreshed = new Set(); // changes of SSH parts already taken from a fresh page
@@ -279,6 +280,7 @@
       root.dataset.finished = String(finished);
       if (data.now) root.dataset.now = data.now;
       sshLive = false;
+      sshComing = false;
       setBadge(root.querySelector('[data-field="build-state"]'), data.state);
       if (data.package) setText(root, "package", data.package);
       setText(root, "build-started", data.started_at);
@@ -313,6 +315,7 @@
           if (!refreshed.has(why)) stale.set(phase.key, why);
         }
         if (phase.ssh && SSH_LIVE.includes(phase.ssh.state)) sshLive = true;
+        if (phase.ssh && phase.ssh.state === "provisioning") sshComing = true;
       }
       return stale;
     }
@@ -347,7 +350,7 @@
         delay = Math.min(delay * 2, MAX_POLL_MS); // the server is away: ask less often
       }
       const reading = logs.some((view) => view.details.open && !view.done);
-      if (!finished || reading) timer = window.setTimeout(tick, delay);
+      if (!finished || reading || sshComing) timer = window.setTimeout(tick, delay);
       else if (sshLive) timer = window.setTimeout(tick, Math.max(delay, SSH_POLL_MS));
     }
 
