@@ -209,16 +209,35 @@
     }
   }
 
-  function reloadOnce(phaseKey) {
-    // Once per phase of this build's page, so a page and a state that disagree cannot loop.
-    const key = "coprssh-reloaded:" + window.location.pathname + ":" + phaseKey;
-    try {
-      if (window.sessionStorage.getItem(key)) return;
-      window.sessionStorage.setItem(key, "1");
-    } catch (error) {
-      return; // no storage: the user reloads
+  // The parts of a phase card that the server makes from its SSH builder: the panel, and the
+  // notes of a keep-on-failure build on what became of the builder. What they show depends on
+  // more than state.json says (the way in, the gateway, ~/.ssh/config), so when they change in
+  // substance they are taken whole from a fresh copy of this page, which the browser parses
+  // and never runs. The copy comes from our own server, like the page itself.
+  const SSH_PARTS = ":scope > [data-ssh], :scope > .kept-note, :scope > .not-kept";
+
+  async function freshSshParts(cards, keys) {
+    const response = await fetch(window.location.href, {
+      credentials: "same-origin",
+      cache: "no-store",
+      headers: { Accept: "text/html" },
+    });
+    if (!response.ok) throw new Error("page: HTTP " + response.status);
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const freshCards = new Map();
+    for (const card of fresh.querySelectorAll("section.phase[data-phase]")) {
+      freshCards.set(card.dataset.phase, card);
     }
-    window.location.reload();
+    for (const key of keys) {
+      const card = cards.get(key);
+      const freshCard = freshCards.get(key);
+      if (!card || !freshCard) continue;
+      for (const part of card.querySelectorAll(SSH_PARTS)) part.remove();
+      const before = card.querySelector(":scope > details.log");
+      for (const part of freshCard.querySelectorAll(SSH_PARTS)) {
+        card.insertBefore(document.adoptNode(part), before);
+      }
+    }
   }
 
   function setUpBuildPage(root) {
@@ -229,8 +248,10 @@
     let loaded = false;
     let finished = false;
     let sshLive = false; // some SSH builder of this build is still queued, coming or ready
+    let sshComing = false; // some SSH builder is being prepared: its user waits to log in
     let delay = POLL_MS;
     let timer = null;
+    const refreshed = new Set(); // changes of SSH parts already taken from a fresh page
 
     for (const card of root.querySelectorAll("section.phase[data-phase]")) {
       cards.set(card.dataset.phase, card);
@@ -254,10 +275,12 @@
     }
 
     function apply(data) {
+      const stale = new Map(); // phase key -> what changed, for the phases to refresh from the server
       finished = Boolean(data.finished);
       root.dataset.finished = String(finished);
       if (data.now) root.dataset.now = data.now;
       sshLive = false;
+      sshComing = false;
       setBadge(root.querySelector('[data-field="build-state"]'), data.state);
       if (data.package) setText(root, "package", data.package);
       setText(root, "build-started", data.started_at);
@@ -279,12 +302,32 @@
         setText(card, "duration", phase.duration);
         setResults(card, phase.results);
         const panel = card.querySelector("[data-ssh]");
+        const wasReady = Boolean(panel) && panel.dataset.sshState === "ready";
         if (panel && phase.ssh) setSsh(panel, phase.ssh);
-        // A failed phase of a keep-on-failure build got its SSH builder, or was refused one,
-        // after the page was made: load the page again, which shows the panel or the reason.
+        // Made again by the server: a panel that appeared after the page was made (a failed
+        // phase of a keep-on-failure build got its SSH builder), one that just became ready
+        // (how to log in), and the reason a failed phase's builder was not kept.
         const refused = phase.not_kept_reason && !card.querySelector('[data-field="not_kept_reason"]');
-        if ((!panel && phase.ssh) || refused) reloadOnce(phase.key);
+        const appeared = phase.ssh && (!panel || panel.dataset.lease !== String(phase.ssh.lease_id));
+        const ready = panel && phase.ssh && phase.ssh.state === "ready" && !wasReady;
+        if (appeared || ready || refused) {
+          const why = phase.key + ":" + (phase.ssh ? phase.ssh.lease_id + ":" + phase.ssh.state : "not kept");
+          if (!refreshed.has(why)) stale.set(phase.key, why);
+        }
         if (phase.ssh && SSH_LIVE.includes(phase.ssh.state)) sshLive = true;
+        if (phase.ssh && phase.ssh.state === "provisioning") sshComing = true;
+      }
+      return stale;
+    }
+
+    // Once per phase and change, so that a page and a state that disagree cannot loop.
+    async function refreshSsh(stale) {
+      for (const why of stale.values()) refreshed.add(why);
+      try {
+        await freshSshParts(cards, Array.from(stale.keys()));
+      } catch (error) {
+        for (const why of stale.values()) refreshed.delete(why); // try again at the next tick
+        throw error;
       }
     }
 
@@ -293,8 +336,9 @@
       try {
         const response = await fetch(stateUrl, { credentials: "same-origin", cache: "no-store" });
         if (!response.ok) throw new Error("state: HTTP " + response.status);
-        apply(await response.json());
+        const stale = apply(await response.json());
         loaded = true;
+        if (stale.size) await refreshSsh(stale);
         await Promise.all(
           logs
             .filter((view) => view.details.open)
@@ -306,7 +350,7 @@
         delay = Math.min(delay * 2, MAX_POLL_MS); // the server is away: ask less often
       }
       const reading = logs.some((view) => view.details.open && !view.done);
-      if (!finished || reading) timer = window.setTimeout(tick, delay);
+      if (!finished || reading || sshComing) timer = window.setTimeout(tick, delay);
       else if (sshLive) timer = window.setTimeout(tick, Math.max(delay, SSH_POLL_MS));
     }
 

@@ -1,6 +1,7 @@
 /* coprssh SSH pages: the live key preview of the forms that take keys (resubmit with SSH, keep
  * the builder if the build fails, with its keys shown while that box is ticked), and on the build
- * page the Copy button of the ssh command, the expiry countdown and the Release confirmation.
+ * page the Copy button of the ssh command, the expiry countdown and the Release confirmation,
+ * also for the panels build.js puts in after the page loaded.
  * Plain JavaScript, no framework; the pages work without it (the server checks every key
  * again on submit, and shows the expiry as an absolute time).
  *
@@ -158,21 +159,19 @@
     }, 2000);
   }
 
-  function setUpCopy(button) {
-    button.addEventListener("click", async function () {
-      const panel = button.closest("[data-ssh]");
-      const code = panel && panel.querySelector('[data-ssh-field="ssh_command"]');
-      if (!code || !code.textContent) return;
-      try {
-        // Only in secure contexts (https, localhost); elsewhere select it for Ctrl+C.
-        if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard");
-        await navigator.clipboard.writeText(code.textContent);
-        flash(button, "Copied");
-      } catch (error) {
-        selectText(code);
-        flash(button, "Selected: press Ctrl+C");
-      }
-    });
+  async function copy(button) {
+    const panel = button.closest("[data-ssh]");
+    const code = panel && panel.querySelector('[data-ssh-field="ssh_command"]');
+    if (!code || !code.textContent) return;
+    try {
+      // Only in secure contexts (https, localhost); elsewhere select it for Ctrl+C.
+      if (!navigator.clipboard || !window.isSecureContext) throw new Error("no clipboard");
+      await navigator.clipboard.writeText(code.textContent);
+      flash(button, "Copied");
+    } catch (error) {
+      selectText(code);
+      flash(button, "Selected: press Ctrl+C");
+    }
   }
 
   function two(n) {
@@ -214,9 +213,15 @@
     }
   }
 
-  function setUpConfirm(form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+  // On the whole document: build.js puts in SSH panels that were not there when the page loaded.
+  function setUpPanels() {
+    document.addEventListener("click", function (event) {
+      const button = event.target instanceof Element && event.target.closest("[data-copy]");
+      if (button) copy(button);
+    });
+    document.addEventListener("submit", function (event) {
+      const form = event.target instanceof Element && event.target.closest("form[data-confirm]");
+      if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
     });
   }
 
@@ -238,9 +243,9 @@
     const box = document.getElementById("key-preview");
     if (textarea && box && window.fetch) setUpKeyPreview(textarea, box);
 
-    for (const button of document.querySelectorAll("[data-copy]")) setUpCopy(button);
-    for (const form of document.querySelectorAll("form[data-confirm]")) setUpConfirm(form);
-    if (document.querySelector("[data-countdown]")) {
+    setUpPanels();
+    // A build page may get its first panel later (build.js): count down there from the start.
+    if (document.getElementById("build") || document.querySelector("[data-countdown]")) {
       tickCountdowns();
       window.setInterval(tickCountdowns, 1000);
     }

@@ -339,3 +339,16 @@ def ssh_keygen(directory: Path, key_type: str, comment: str) -> str:
         timeout=30,
     )
     return Path(f"{path}.pub").read_text().strip()
+
+
+# --- SSH builders (tests/browser/test_ssh*.py) ----------------------------------------------
+# The demo's pool has room for four builders, shared by every test of the session.
+
+
+@pytest.fixture
+def ssh_user(as_new_user: tuple[str, str], service: Service) -> Iterator[tuple[str, str]]:
+    """`as_new_user`, whose SSH builders are all released when the test ends, whatever happened."""
+    yield as_new_user
+    from tests.browser.ssh_steps import release_ssh_builders
+
+    release_ssh_builders(service, as_new_user[0])
