@@ -353,11 +353,16 @@ class LeaseAdmin(StateAdmin[Lease]):
 
     @admin.action(description="Prolong selected leases by 1 hour", permissions=["change"])
     def prolong_one_hour(self, request: HttpRequest, queryset: QuerySet[Lease]) -> None:
+        prolonged = []
         for lease in queryset:
             try:
                 services.prolong_lease(lease_id=lease.pk, hours=1, via=_via(request))
             except ServiceError as exc:
                 self.message_user(request, f"Lease #{lease.pk}: {exc.message}", messages.WARNING)
+            else:
+                prolonged.append(f"#{lease.pk}")
+        if prolonged:
+            self.message_user(request, f"Prolonged by 1 hour: lease {', '.join(prolonged)}.")
 
     @admin.action(description="Release selected leases", permissions=["change"])
     def release(self, request: HttpRequest, queryset: QuerySet[Lease]) -> None:
@@ -367,13 +372,16 @@ class LeaseAdmin(StateAdmin[Lease]):
 
     @admin.action(description="Terminate the builders of selected leases", permissions=["terminate_builder"])
     def terminate_builders(self, request: HttpRequest, queryset: QuerySet[Lease]) -> None:
+        done = 0
         for lease in queryset:
             if lease.builder_id is None:
                 continue
             try:
                 services.terminate_builder(builder_id=lease.builder_id, via=_via(request))
+                done += 1
             except ServiceError as exc:
                 self.message_user(request, f"Lease #{lease.pk}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"{done} builder(s) are being terminated.")
 
 
 @admin.register(QuotaPolicy)

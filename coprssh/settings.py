@@ -308,6 +308,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {
+        # Swagger UI puts a deep link inside the button that opens an operation: a control in a
+        # control, which keyboards and screen readers cannot tell apart (axe: nested-interactive).
+        "deepLinking": False,
+        # Its highlighting colours are too faint on their dark background; examples stay plain text.
+        "syntaxHighlight": {"activated": False},
+    },
     "COMPONENT_SPLIT_REQUEST": True,
     # API v1 only: Copr's /api_3/ has its own clients and its own error shape.
     "PREPROCESSING_HOOKS": ["coprssh.openapi.only_api_v1"],

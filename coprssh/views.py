@@ -70,7 +70,7 @@ def _favicon() -> bytes:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    return _profile(request, _settings_form(request))
+    return profile_page(request)
 
 
 def _settings_form(request: HttpRequest) -> AccountSettingsForm:
@@ -85,7 +85,14 @@ def _settings_form(request: HttpRequest) -> AccountSettingsForm:
     )
 
 
-def _profile(request: HttpRequest, settings_form: AccountSettingsForm, status: int = 200) -> HttpResponse:
+def profile_page(
+    request: HttpRequest,
+    *,
+    settings_form: AccountSettingsForm | None = None,
+    key_form: SavedKeyForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The whole profile page; a form refused by a POST is given back with its errors (status 400)."""
     user = signed_in_user(request)
     token = services.get_api_token(user=user)
     return render(
@@ -94,8 +101,8 @@ def _profile(request: HttpRequest, settings_form: AccountSettingsForm, status: i
         {
             "token": token,
             "saved_keys": SavedKey.objects.filter(user=user),
-            "key_form": SavedKeyForm(),
-            "settings_form": settings_form,
+            "key_form": key_form or SavedKeyForm(),
+            "settings_form": settings_form or _settings_form(request),
             "public_url": settings.COPRSSH_PUBLIC_URL,
         },
         status=status,
@@ -114,7 +121,7 @@ def account_settings(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, "Your e-mail settings were saved.")
             return redirect("profile")
-    return _profile(request, form, status=400)
+    return profile_page(request, settings_form=form, status=400)
 
 
 @login_required

@@ -5,15 +5,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from coprssh.exceptions import NotFoundError, ServiceError
-from coprssh.services import get_api_token
 from coprssh.users import signed_in_user
+from coprssh.views import profile_page
 from keys import services
 from keys.forms import SavedKeyForm
-from keys.models import SavedKey
 
 
 @login_required
@@ -33,17 +32,8 @@ def add_key(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Saved key “{saved.title}” ({saved.fingerprint}).")
             return redirect("profile")
-    response = render(
-        request,
-        "profile.html",
-        {
-            "token": get_api_token(user=user),
-            "saved_keys": SavedKey.objects.filter(user=user),
-            "key_form": form,
-        },
-    )
-    response.status_code = 400
-    return response
+    # The whole profile again, its other parts included, with the refused key and why.
+    return profile_page(request, key_form=form, status=400)
 
 
 @login_required

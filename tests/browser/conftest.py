@@ -352,3 +352,39 @@ def ssh_user(as_new_user: tuple[str, str], service: Service) -> Iterator[tuple[s
     from tests.browser.ssh_steps import release_ssh_builders
 
     release_ssh_builders(service, as_new_user[0])
+
+
+# --- Builds shared by several tests (pages, accessibility) ---------------------------------
+
+
+@dataclass(frozen=True)
+class SubmittedBuild:
+    """A build submitted for a fresh user: its owner (user name, password) and its id."""
+
+    owner: tuple[str, str]
+    build_id: int
+
+
+@pytest.fixture(scope="session")
+def failed_build(service: Service) -> SubmittedBuild:
+    """tests/builds/specs/check-fails.spec (its %check fails) submitted in a project of its own.
+
+    Submitted through the build services, once for the session; a test waits for the failure on
+    the build page, where the first one to look waits for it and the others find it there.
+    """
+    from tests.browser.flows import CHROOT, SPECS
+
+    owner = service.new_user("failing")
+    build_id = service.shell(
+        "from django.contrib.auth import get_user_model\n"
+        "from django.core.files.uploadedfile import SimpleUploadedFile\n"
+        "from builds.services import create_project, submit_build\n"
+        "from builds.sources import check_upload\n"
+        f"owner = get_user_model().objects.get(username={owner[0]!r})\n"
+        f"project = create_project(owner=owner, name='check-fails', chroots=[{CHROOT!r}])\n"
+        f"spec = open({str(SPECS / 'check-fails.spec')!r}, 'rb').read()\n"
+        "upload = SimpleUploadedFile('check-fails.spec', spec, content_type='text/plain')\n"
+        "build = submit_build(project=project, submitter=owner, chroots=None, source=check_upload(upload), upload=upload)\n"
+        "print(build.pk)\n"
+    )
+    return SubmittedBuild(owner=owner, build_id=int(build_id.strip()))

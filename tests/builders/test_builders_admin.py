@@ -113,9 +113,10 @@ def test_terminate_action_warns_about_a_builder_it_cannot_terminate(ops, queued,
 
 def test_prolong_action_adds_an_hour_through_the_service(ops, operator, queued, active):
     before = active.expires_at
-    queued.call(_action, ops, "lease", "prolong_one_hour", active.pk)
+    response = queued.call(_action, ops, "lease", "prolong_one_hour", active.pk)
     active.refresh_from_db()
     assert active.expires_at == before + timedelta(hours=1)
+    assert f"Prolonged by 1 hour: lease #{active.pk}." in ops.get(response["Location"]).content.decode()
     [event] = AuditEvent.objects.filter(action=AuditEvent.Action.PROLONGED)
     assert (event.lease_id, event.actor, event.source) == (active.pk, operator, "admin")
 
@@ -125,6 +126,7 @@ def test_prolong_action_past_the_cap_says_why_and_changes_nothing(ops, queued, a
     response = queued.call(_action, ops, "lease", "prolong_one_hour", active.pk)
     page = ops.get(response["Location"]).content.decode()
     assert "Cannot prolong by 1 h" in page
+    assert "Prolonged by 1 hour" not in page
     active.refresh_from_db()
     assert active.expires_at == active.max_expires_at
 
@@ -140,7 +142,8 @@ def test_release_action_ends_the_lease_through_the_service(ops, operator, queued
 
 
 def test_terminate_builders_action_of_leases(ops, operator, queued, active):
-    queued.call(_action, ops, "lease", "terminate_builders", active.pk)
+    response = queued.call(_action, ops, "lease", "terminate_builders", active.pk)
+    assert "1 builder(s) are being terminated." in ops.get(response["Location"]).content.decode()
     active.refresh_from_db()
     assert active.builder.state == Builder.State.TERMINATING
     assert AuditEvent.objects.get(action=AuditEvent.Action.TERMINATED).actor == operator

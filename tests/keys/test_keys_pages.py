@@ -176,6 +176,23 @@ def test_add_key_form_shows_why_a_key_is_refused(logged_in_client, make_key, mak
 
 
 @pytest.mark.django_db
+def test_a_refused_key_gives_back_the_whole_profile(logged_in_client, user, make_key):
+    """The e-mail form and the copr-cli configuration stay on the page that says why."""
+    user.email = "alice@example.org"
+    user.save(update_fields=["email"])
+
+    response = logged_in_client.post(ADD_URL, {"public_key": make_key("page-whole").private})
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "this is a PRIVATE key" in page
+    assert 'name="email"' in page
+    assert 'value="alice@example.org"' in page
+    assert 'name="time_zone"' in page
+    assert "copr_url = http" in page
+
+
+@pytest.mark.django_db
 def test_add_key_form_escapes_what_was_typed(logged_in_client):
     response = logged_in_client.post(
         ADD_URL, {"title": "<b>x</b>", "public_key": "<script>alert(1)</script>"}
