@@ -461,7 +461,10 @@ CODE = [
         for folder in ("coprssh", "builders", "builds", "keys", "copr_api", "cli", "bench")
         for path in (ROOT / folder).rglob("*.py")
     ),
+    # The test suite's own switches (COPRSSH_CHROMIUM, COPRSSH_BROWSER_ON_POSTGRES…).
+    *(ROOT / "tests").rglob("conftest.py"),
 ]
+SECRET_READ = re.compile(r"""env_secret\(\s*["']([A-Z0-9_]+)["']""")
 
 
 def variables_named(text: str) -> set[str]:
@@ -477,10 +480,13 @@ def variables_named(text: str) -> set[str]:
 def unread_variables(names: set[str], code: list[Path]) -> set[str]:
     """The names that no code reads: not a string in Python, nor a variable in a shell script."""
     sources = [path.read_text() for path in code if path.is_file()]
+    # env_secret("NAME") reads NAME_FILE too, by a name it composes.
+    secret_files = {f"{name}_FILE" for source in sources for name in SECRET_READ.findall(source)}
     return {
         name
         for name in names
-        if not any(re.search(rf"""["']{name}["']|\$\{{?{name}\b|\b{name}=""", source) for source in sources)
+        if name not in secret_files
+        and not any(re.search(rf"""["']{name}["']|\$\{{?{name}\b|\b{name}=""", source) for source in sources)
     }
 
 

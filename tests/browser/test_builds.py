@@ -104,7 +104,6 @@ def test_a_failed_build_shows_the_failing_check_and_offers_ssh(
     expect(title(page)).to_have_text(f"Resubmit build #{failed_build.build_id} and allow SSH")
     expect(page.get_by_role("checkbox", name=CHROOT)).to_be_visible()
     expect(page.get_by_label("Public SSH keys")).to_be_visible()
-    screenshot("resubmit-ssh")
 
 
 def test_a_running_build_shows_its_output_and_can_be_canceled(
