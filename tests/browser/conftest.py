@@ -16,6 +16,7 @@ directory); `bin/screenshots` points it at docs/images/, where the docs show the
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import secrets
@@ -69,7 +70,7 @@ def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return bool(response.status == 200)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up yet, or something else on that port
         return False
 
 
