@@ -80,6 +80,11 @@ def local_urls(html: str) -> list[str]:
     ]
 
 
+def elsewhere(html: str) -> list[str]:
+    """URLs on other sites that the page makes the browser load or connect to."""
+    return [url for url in references(html).urls if url.startswith(("http:", "https:", "//"))]
+
+
 def missing_in_stylesheet(path: str, css: str) -> list[str]:
     missing = []
     for ref in CSS_URL.findall(css):
@@ -145,6 +150,7 @@ def test_the_checker_reports_a_missing_file_and_a_missing_stylesheet_reference()
         '<img src="https://example.org/elsewhere.png">'
     )
     assert missing_files(html) == ["coprssh/no-such.js"]
+    assert elsewhere(html) == ["https://example.org/elsewhere.png"]
     assert missing_in_stylesheet("admin/css/base.css", "a { background: url('../img/nope.svg') }") == [
         "../img/nope.svg (from admin/css/base.css)"
     ]
@@ -163,6 +169,8 @@ def test_every_static_file_the_site_and_api_pages_name_exists(client, demo, djan
 
         assert missing_files(html) == [], url
         assert references(html).icons, f"{url} names no icon: the browser asks for /favicon.ico"
+        # Nothing comes from another site (web fonts, CDNs): the pages work offline and leak nothing.
+        assert elsewhere(html) == [], url
         # What else the page loads from this site (Swagger UI's script) is there too.
         for loaded in local_urls(html):
             assert who.get(loaded).status_code == 200, f"{loaded} (loaded by {url})"
