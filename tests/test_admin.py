@@ -12,10 +12,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_q.models import Failure, OrmQ, Success
+from django_q.models import Failure, OrmQ, Schedule, Success
 
 from builders.models import AuditEvent, Builder, Lease, Pool
-from builders.tasks import TICK_FUNC
+from builders.tasks import TICK_FUNC, TICK_SCHEDULE_NAME
 from builds.models import Build, BuildChroot
 from builds.services import create_project, submit_build
 from builds.sources import check_upload
@@ -54,6 +54,11 @@ def test_anonymous_and_ordinary_users_are_sent_to_the_admin_login(client, user):
 
 @pytest.mark.django_db
 def test_console_front_page_says_the_tick_never_ran(client, operator):
+    # Its first run was due ten minutes ago, and no cluster took it up.
+    Schedule.objects.update_or_create(
+        name=TICK_SCHEDULE_NAME,
+        defaults={"func": TICK_FUNC, "next_run": timezone.now() - timedelta(minutes=10)},
+    )
     client.force_login(operator)
     response = client.get("/admin/")
     assert response.status_code == 200
@@ -70,6 +75,22 @@ def test_console_front_page_shows_a_recent_tick_as_healthy(client, operator):
     page = client.get("/admin/").content.decode()
     assert "Last tick" in page
     assert "overdue" not in page
+
+
+@pytest.mark.django_db
+def test_a_tick_that_never_ran_is_overdue_only_three_minutes_after_its_first_run_was_due():
+    Success.objects.filter(func=TICK_FUNC).delete()
+    schedule, _ = Schedule.objects.update_or_create(
+        name=TICK_SCHEDULE_NAME,
+        defaults={"func": TICK_FUNC, "next_run": timezone.now() + timedelta(seconds=40)},
+    )
+    assert queue_health().tick_overdue is False  # a service that just started
+
+    Schedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now() - timedelta(minutes=4))
+    assert queue_health().tick_overdue is True  # no cluster took it up
+
+    Schedule.objects.filter(pk=schedule.pk).delete()
+    assert queue_health().tick_overdue is True
 
 
 @pytest.mark.django_db
@@ -243,7 +264,7 @@ def test_front_page_says_whether_each_pool_is_warm_failing_or_paused(client, ope
 
     pools = section(front_page(client), "pools-health")
 
-    rows = dict(re.findall(r'<tr class="pool-(\w+)"><th scope="row"><a [^>]*>([\w-]+)</a>', pools))
+    rows = dict(re.findall(r'<tr class="pool-(\w+)"><th scope="row"[^>]*><a [^>]*>([\w-]+)</a>', pools))
     assert rows == {
         "disabled": "off",
         "failing": "failing",
