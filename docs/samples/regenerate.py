@@ -52,8 +52,15 @@ class Walk:
         self.kept: dict[str, Any] = {}
         self.other: dict[str, Any] = {}
         self.queued = 0
+        # The walk's first build: the guide calls it #2, as on a demo without builds of its own;
+        # the demo's own builds (#1 and #2 on a fresh one) come first, so `b(2)` is its real number.
+        self.first = 2
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def b(self, number: int) -> int:
+        """The real number of the walk's build that the guide's order calls `number` (2, 3, …)."""
+        return self.first + number - 2
 
     def sample(self, name: str, text: str) -> None:
         if name not in SAMPLES:
@@ -148,10 +155,14 @@ class Walk:
             "      --ssh-on-failure --key ~/.ssh/id_ed25519.pub --watch"
         )
         lines = out.splitlines()
+        submitted = re.search(r"^Submitted build #(\d+) ", out, re.MULTILINE)
+        if submitted is None:
+            raise WalkError(f"coprssh build said no build number:\n{out}")
+        self.first = int(submitted.group(1))
         head = next(i for i, line in enumerate(lines) if line.startswith("=== Build"))
         tail = next(i for i, line in enumerate(lines) if "check: expected" in line and "+ echo" not in line)
         self.sample("build-keep-on-failure", "\n".join([*lines[: head + 1], "…", *lines[tail:]]))
-        self.kept = self.ssh_builder(2)
+        self.kept = self.ssh_builder(self.b(2))
 
         command = self.curl(
             "builds/",
@@ -168,20 +179,20 @@ class Walk:
             "chroots": [("name", "state", "not_kept_reason", "ssh_builder")],
         }
         self.sample("api-build-keep-on-failure", f"$ {command}\n{shortened(json.loads(out), shape)}")
-        self.finished(3)
-        self.other = self.ssh_builder(3)
+        self.finished(self.b(3))
+        self.other = self.ssh_builder(self.b(3))
 
-        lines = self.backend_log(2, "copr-builder help")
+        lines = self.backend_log(self.b(2), "copr-builder help")
         first = next(i for i, line in enumerate(lines) if "Finished:" in line)
         self.sample("kept-backend-log", "\n".join(lines[first:]))
-        self.sample("ready-mail", self.mail(2))
+        self.sample("ready-mail", self.mail(self.b(2)))
 
         # Both SSH slots are in use: the builder of the next failure is not kept.
         self.shell.run(
             f"coprssh build {PROJECT} check-fails.spec --chroot {CHROOT} --ssh-on-failure --watch",
             timeout=180,
         )
-        lines = self.backend_log(4, "not kept")
+        lines = self.backend_log(self.b(4), "not kept")
         self.sample("not-kept-backend-log", "\n".join(line for line in lines if "not kept" in line))
 
     def mail(self, build: int) -> str:
@@ -210,16 +221,19 @@ class Walk:
         self.sample(
             "api-key-errors",
             self.typed(
-                self.curl("builds/2/resubmit/", "--data-urlencode ssh_public_keys@bad-keys.txt \\\n   ")
+                self.curl(
+                    f"builds/{self.b(2)}/resubmit/", "--data-urlencode ssh_public_keys@bad-keys.txt \\\n   "
+                )
                 + " | python3 -m json.tool --no-ensure-ascii"
             ),
         )
-        self.sample("github-unknown", self.typed("coprssh resubmit 2 --github no-such-user-xyz"))
+        self.sample("github-unknown", self.typed(f"coprssh resubmit {self.b(2)} --github no-such-user-xyz"))
 
     def log_in(self) -> None:
         """Section 4 and 5: find the builder, check its host key, look around, rerun the build."""
         self.sample(
-            "ssh-builders", self.typed("coprssh ssh-builders") + "\n" + self.typed("coprssh ssh 2 --print")
+            "ssh-builders",
+            self.typed("coprssh ssh-builders") + "\n" + self.typed(f"coprssh ssh {self.b(2)} --print"),
         )
         kept = self.kept
         target = f"-p {kept['port']} {kept['user']}@127.0.0.1"
@@ -271,7 +285,7 @@ class Walk:
     def resubmit_with_ssh(self) -> None:
         """Section 3 (API and CLI), the quota, section 6 from your machine and the queue of section 7."""
         command = self.curl(
-            "builds/2/resubmit/",
+            f"builds/{self.b(2)}/resubmit/",
             '-H "Content-Type: application/json" \\\n   ',
             '-d "{\\"ssh_public_keys\\": \\"$(cat ~/.ssh/id_ed25519.pub)\\"}" \\\n   ',
         )
@@ -320,10 +334,12 @@ class Walk:
                 )
             ),
         )
-        self.sample("resubmit-ssh", self.typed("coprssh resubmit 2 --ssh --key ~/.ssh/id_ed25519.pub"))
+        self.sample(
+            "resubmit-ssh", self.typed(f"coprssh resubmit {self.b(2)} --ssh --key ~/.ssh/id_ed25519.pub")
+        )
         self.ssh_builder(build + 1)
         self.sample("quota", self.typed("coprssh quota"))
-        self.sample("queue-reason", self.typed("coprssh resubmit 2 --ssh"))
+        self.sample("queue-reason", self.typed(f"coprssh resubmit {self.b(2)} --ssh"))
         self.queued = build + 2
 
         wait_for(f"port {builder['port']} to close", lambda: not listening(int(builder["port"])), timeout=120)
