@@ -2,6 +2,7 @@
 
     python -m coprssh.bind 127.0.0.1:8000    ->  http://127.0.0.1:8000
     python -m coprssh.bind 0.0.0.0:8000      ->  http://192.0.2.2:8000 (this machine's address)
+    python -m coprssh.bind --gateway 0.0.0.0:8000 http://192.0.2.2:8000  ->  192.0.2.2 0.0.0.0
 
 A bind to every address (0.0.0.0, 0, [::]) is no address that a builder or a browser can open, so
 it becomes the address this machine reaches other hosts from: the source address of its default
@@ -16,6 +17,7 @@ import ipaddress
 import re
 import socket
 import sys
+from urllib.parse import urlsplit
 
 BIND = re.compile(r"(?:(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?(?P<port>[0-9]{1,5})")
 # Documentation addresses: a UDP socket "connected" to one picks the source address of the route
@@ -105,9 +107,30 @@ def public_url(bind: str) -> str:
     return f"http://{host}:{port}"
 
 
+def gateway_defaults(bind: str, url: str) -> tuple[str, str]:
+    """(host users are told, address to listen on) for the demo's SSH gateway.
+
+    On loopback by default. A site bound to every address is meant for other machines, whose users
+    cannot reach the demo's local builders (they listen on loopback): the gateway listens on every
+    address too, and is named by the host of the site's URL.
+    """
+    host, _ = split_bind(bind)
+    if not is_wildcard(host):
+        return "127.0.0.1", "127.0.0.1"
+    named = urlsplit(url).hostname or "127.0.0.1"
+    return named, "::" if host.startswith("[") else "0.0.0.0"
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--gateway"] and len(argv) == 3:
+        try:
+            print(*gateway_defaults(argv[1], argv[2]))
+        except BadBind as error:
+            print(f"coprssh: {error}", file=sys.stderr)
+            return 2
+        return 0
     if len(argv) != 1:
-        print("usage: python -m coprssh.bind HOST:PORT", file=sys.stderr)
+        print("usage: python -m coprssh.bind HOST:PORT | --gateway HOST:PORT URL", file=sys.stderr)
         return 2
     try:
         print(public_url(argv[0]))

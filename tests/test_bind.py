@@ -106,3 +106,29 @@ def test_the_command_refuses_a_bad_bind_with_status_2():
     assert result.returncode == 2
     assert result.stdout == ""
     assert "COPRSSH_BIND must be PORT, HOST:PORT or [IPV6]:PORT" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("address", "url", "expected"),
+    [
+        ("127.0.0.1:8000", "http://127.0.0.1:8000", ("127.0.0.1", "127.0.0.1")),
+        ("8000", "http://127.0.0.1:8000", ("127.0.0.1", "127.0.0.1")),
+        ("0.0.0.0:8000", "http://192.0.2.2:8000", ("192.0.2.2", "0.0.0.0")),
+        ("0:8000", "http://build.example.org:8000", ("build.example.org", "0.0.0.0")),
+        ("[::]:8000", "http://[2001:db8::2]:8000", ("2001:db8::2", "::")),
+    ],
+)
+def test_the_demo_gateway_listens_where_the_site_does_and_is_named_like_it(address, url, expected):
+    assert bind.gateway_defaults(address, url) == expected
+
+
+def test_the_gateway_command_prints_host_and_listen_address():
+    done = subprocess.run(
+        [sys.executable, "-m", "coprssh.bind", "--gateway", "0.0.0.0:8000", "http://192.0.2.2:8000"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["192.0.2.2", "0.0.0.0"]
