@@ -189,7 +189,8 @@ class Walk:
 
         # Both SSH slots are in use: the builder of the next failure is not kept.
         self.shell.run(
-            f"coprssh build {PROJECT} check-fails.spec --chroot {CHROOT} --ssh-on-failure --watch",
+            f"coprssh build {PROJECT} check-fails.spec --chroot {CHROOT} --ssh-on-failure"
+            " --key ~/.ssh/id_ed25519.pub --watch",
             timeout=180,
         )
         lines = self.backend_log(self.b(4), "not kept")
@@ -339,7 +340,9 @@ class Walk:
         )
         self.ssh_builder(build + 1)
         self.sample("quota", self.typed("coprssh quota"))
-        self.sample("queue-reason", self.typed(f"coprssh resubmit {self.b(2)} --ssh"))
+        self.sample(
+            "queue-reason", self.typed(f"coprssh resubmit {self.b(2)} --ssh --key ~/.ssh/id_ed25519.pub")
+        )
         self.queued = build + 2
 
         wait_for(f"port {builder['port']} to close", lambda: not listening(int(builder["port"])), timeout=120)
@@ -366,7 +369,7 @@ class Walk:
             "for builder in Builder.objects.filter(pool=pool, state__in=['provisioning', 'ready', 'leased']):\n"
             "    terminate_builder(builder_id=builder.pk, via=Via(source='admin'))\n",
         )
-        out = self.typed(f"coprssh resubmit 1 --chroot {CHROOT} --ssh")
+        out = self.typed(f"coprssh resubmit 1 --chroot {CHROOT} --ssh --key ~/.ssh/id_ed25519.pub")
         build = int(out.splitlines()[-1])
         self.sample("gateway-resubmit", out + "\n" + self.typed(f"coprssh ssh {build} --print", timeout=240))
         builder = self.ssh_builder(build)
