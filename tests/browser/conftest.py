@@ -5,9 +5,10 @@ task cluster, SSH gateway and local builders, in a session of its own. GitHub's 
 endpoints are the only stand-ins (tests/fakes.py's loopback server). Tests reach the service only
 as a user does, through the browser (and, to set up users, through `manage.py` like an operator).
 
-Every test here is marked `browser`: `bin/test -m browser` runs them alone. They run in the SQLite
-pass of bin/test, the demo's own database; with COPRSSH_BROWSER_ON_POSTGRES=1 the PostgreSQL pass
-runs them too, each service on a database of its own made for it.
+Every test here is marked `browser`: `TEST_DATABASES=sqlite bin/test -m browser` runs them alone.
+They run in the SQLite pass of bin/test, the demo's own database; with
+COPRSSH_BROWSER_ON_POSTGRES=1 the PostgreSQL pass runs them too, each service on a database of its
+own made for it.
 
 Screenshots of the main pages go to COPRSSH_SCREENSHOTS (default: the session's temporary
 directory); `bin/screenshots` points it at docs/images/, where the docs show them.
