@@ -200,7 +200,8 @@ def test_new_project_form_groups_active_chroots_by_os_version(logged_in_client, 
     content = logged_in_client.get(NEW_PROJECT_URL).content.decode()
 
     assert re.search(
-        r'class="group-name"[^>]*>fedora-42</span>\s*<label class="check"><input[^>]+fedora-42-aarch64', content
+        r'class="group-name"[^>]*>fedora-42</span>\s*<label class="check"><input[^>]+fedora-42-aarch64',
+        content,
     )
     assert re.search(r'class="group-name"[^>]*>epel-9</span>', content)
     assert "fedora-39" not in content
