@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,15 @@ import pytest
 from django.core.cache import cache
 
 from tests.fakes import KeyServer, TaskQueue, serving_keys
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests press Ctrl-C on the programs they start (bin/run, qcluster, the CLI's waits). A shell
+    runs a background job with SIGINT ignored, and a program inherits that: the tests would then
+    see a Ctrl-C that does nothing. Handling SIGINT here gives every program started below the
+    default action back (exec resets a handled signal, not an ignored one)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
