@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from builders.providers.sandbox import has_ssh_banner
-from tests.leaks import Accounts, builder_accounts, processes_of
+from tests.leaks import Accounts, builder_accounts, processes_of, remove_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 120.0
@@ -49,9 +49,7 @@ def data_dir(tmp_path: Path):
     data = tmp_path / "data"
     yield data
     # Safety net only (the test asserts there is nothing to do): a failed run must not leak either.
-    for found in processes_of(data, accounts=builder_accounts(data)):
-        with contextlib.suppress(OSError):
-            os.kill(int(found.split(":")[0]), signal.SIGKILL)
+    remove_leftovers(data)
 
 
 def _free_port() -> int:

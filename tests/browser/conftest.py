@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import KeyServer, serving_keys
-from tests.leaks import builder_accounts, processes_of
+from tests.leaks import remove_leftovers
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("COPRSSH_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -215,9 +215,7 @@ def _stop(service: Service) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(service.process.pid, signal.SIGKILL)
         service.process.wait(timeout=10)
-    for found in processes_of(service.data, accounts=builder_accounts(service.data)):
-        with contextlib.suppress(OSError):
-            os.kill(int(found.split(":")[0]), signal.SIGKILL)
+    remove_leftovers(service.data)
 
 
 # --- Playwright: the system's Chromium, no download ---------------------------------------
